@@ -1,0 +1,1 @@
+"""HTTP controllers: OpenAI-compatible proxy routes, management routes, health."""

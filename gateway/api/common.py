@@ -1,0 +1,39 @@
+"""Request/response plumbing shared by every controller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response
+
+from gateway.errors import InvalidJson
+from gateway.jsoncodec import decode, encode
+
+JSON = "application/json"
+
+
+async def json_body(request: Request[Any, Any, Any], *, empty_ok: bool = False) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        if empty_ok:
+            return {}
+        raise InvalidJson("The request body is empty; send a JSON object.")
+    return decode(raw)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response[bytes]:
+    return Response(content=encode(data), status_code=status, media_type=JSON, headers=headers)
+
+
+def page(data: list[Any], has_more: bool, url: str) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, "url": url}
+
+
+def query(request: Request[Any, Any, Any], *names: str) -> dict[str, str | None]:
+    params = request.query_params
+    return {n: params.get(n) for n in names}
+
+
+__all__ = ["JSON", "decode", "encode", "json_body", "json_response", "page", "query"]

@@ -1,0 +1,86 @@
+"""Headless command line: `ringside serve` and `python -m gateway`. Never imports Textual."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.config import ConfigError, Settings, load_settings
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8787)")
+    parser.add_argument("--config", help="TOML config file (or RINGSIDE_CONFIG)")
+    parser.add_argument("--data-dir", help="data directory (default ./.ringside)")
+    parser.add_argument(
+        "--database-url",
+        help="sqlite:///path or postgresql://... (or RINGSIDE_DATABASE_URL)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "data_dir": args.data_dir,
+        "database_url": args.database_url,
+    }
+    return load_settings(args.config, overrides=overrides)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    from gateway.runtime import Runtime
+
+    settings = settings_from_args(args)
+    setup_logging(settings.server.log_level)
+    runtime = Runtime(settings)
+    runtime.prepare()
+    runtime.announce()
+    logging.getLogger("ringside").info(
+        "Ringside serving on %s (database: %s)",
+        runtime.base_url,
+        "postgresql" if settings.server.database_url and not
+        settings.database_url.startswith("sqlite") else settings.database_url,
+    )
+    runtime.run()
+    return 0
+
+
+def build_parser(prog: str = "ringside") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Ringside AI gateway")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("serve", help="run the gateway headless")
+    add_server_options(p)
+    return parser
+
+
+def run_guarded(fn: Any, *args: Any) -> int:
+    """Run a command; configuration problems become one line on stderr and exit code 2."""
+    try:
+        return int(fn(*args) or 0)
+    except ConfigError as exc:
+        print(f"ringside: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser("python -m gateway")
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help()
+        return 2
+    return run_guarded(serve, args)

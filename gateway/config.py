@@ -1,0 +1,497 @@
+"""The one Settings object: TOML config file + environment. Nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message is one line naming the problem."""
+
+
+BUILTIN_PROVIDERS = ("openai", "anthropic", "mock")
+VALUE_UNITS = ("price_cents", "cost_cents", "price_microusd", "tokens")
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    kind: str  # "openai" (any OpenAI-compatible API), "anthropic" or "mock"
+    base_url: str
+    api_key: str | None
+    timeout_s: float = 600.0
+    catalog_provider: str | None = None  # genai-prices provider id used for catalog prices
+    models: tuple[str, ...] = ()
+    latency_ms: int = 0  # mock only: simulated upstream latency
+
+
+@dataclass(frozen=True)
+class PriceOverride:
+    input_usd_per_mtok: Decimal
+    output_usd_per_mtok: Decimal
+    cached_input_usd_per_mtok: Decimal | None = None
+    cache_write_usd_per_mtok: Decimal | None = None
+    markup: Decimal | None = None
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    markup: Decimal = Decimal("1")
+    untagged: str = "reject"
+    hold_ttl_s: float = 30.0
+    budget_warning_share: Decimal = Decimal("0.8")
+    min_output_tokens: int = 16
+    default_max_output_tokens: int = 16384
+    model_markups: Mapping[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    data_dir: Path = Path(".ringside")
+    database_url: str | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    initial_retry_delay_s: float = 5.0
+    max_retry_age_h: float = 72.0
+    disable_after_h: float = 120.0
+    allow_private_networks: bool = True
+    timeout_s: float = 10.0
+    poll_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class StripeSettings:
+    api_key_env: str = "STRIPE_API_KEY"
+    api_key: str | None = None
+    api_base: str | None = None
+    meter_event_name: str = "ringside_usage"
+    value: str = "price_cents"
+    sync_cron: str = "0 2 * * *"
+    create_customers: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    providers: Mapping[str, ProviderSettings] = field(default_factory=dict)
+    prices: Mapping[str, PriceOverride] = field(default_factory=dict)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    stripe: StripeSettings = field(default_factory=StripeSettings)
+    admin_key: str | None = None
+    config_path: Path | None = None
+
+    @property
+    def database_url(self) -> str:
+        if self.server.database_url:
+            return self.server.database_url
+        return f"sqlite:///{self.server.data_dir / 'ringside.db'}"
+
+
+# ---------------------------------------------------------------- parsing helpers
+
+_SECTION_KEYS: dict[str, set[str]] = {
+    "server": {"host", "port", "data_dir", "database_url", "max_body_bytes", "log_level"},
+    "billing": {
+        "markup",
+        "untagged",
+        "hold_ttl_s",
+        "budget_warning_share",
+        "min_output_tokens",
+        "default_max_output_tokens",
+        "model_markups",
+    },
+    "webhooks": {
+        "initial_retry_delay_s",
+        "max_retry_age_h",
+        "disable_after_h",
+        "allow_private_networks",
+        "timeout_s",
+        "poll_interval_s",
+    },
+    "stripe": {
+        "api_key_env",
+        "api_base",
+        "meter_event_name",
+        "value",
+        "sync_cron",
+        "create_customers",
+    },
+}
+_PROVIDER_KEYS = {
+    "base_url",
+    "api_key_env",
+    "timeout_s",
+    "kind",
+    "catalog_provider",
+    "models",
+    "latency_ms",
+    "enabled",
+}
+_PRICE_KEYS = {
+    "input_usd_per_mtok",
+    "output_usd_per_mtok",
+    "cached_input_usd_per_mtok",
+    "cache_write_usd_per_mtok",
+    "markup",
+    "max_output_tokens",
+}
+
+
+def _check_keys(where: str, table: Any, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in [{where}] (allowed: {', '.join(sorted(allowed))})"
+        )
+    return table
+
+
+def _decimal(where: str, value: Any, *, minimum: Decimal | None = Decimal(0)) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"{where} must be a number, got {value!r}") from None
+    if not result.is_finite():
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    if minimum is not None and result < minimum:
+        raise ConfigError(f"{where} must be >= {minimum}, got {value!r}")
+    return result
+
+
+def _number(where: str, value: Any, *, minimum: float = 0.0, integer: bool = False) -> Any:
+    ok_types = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_types):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{where} must be {kind}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{where} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _string(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+def _http_url(where: str, value: Any) -> str:
+    url = _string(where, value)
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(f"{where} is not a valid http(s) URL: {url!r}")
+    try:
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ConfigError(f"{where} is not a valid http(s) URL: {url!r}") from None
+    return url.rstrip("/")
+
+
+def _database_url(where: str, value: Any) -> str:
+    url = _string(where, value)
+    parsed = urlparse(url)
+    if parsed.scheme not in ("sqlite", "postgres", "postgresql"):
+        raise ConfigError(
+            f"{where} must start with sqlite:/// or postgresql://, got {url!r}"
+        )
+    if parsed.scheme != "sqlite" and not parsed.path.strip("/"):
+        raise ConfigError(f"{where} must name a database, got {url!r}")
+    return url
+
+
+def _cron(where: str, value: Any) -> str:
+    expr = _string(where, value)
+    if len(expr.split()) != 5:
+        raise ConfigError(f"{where} must be a 5-field cron expression, got {expr!r}")
+    try:
+        from apscheduler.triggers.cron import CronTrigger
+
+        CronTrigger.from_crontab(expr, timezone="UTC")
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not a valid cron expression: {exc}") from None
+    return expr
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from an optional TOML file, the environment and CLI overrides.
+
+    Precedence: CLI overrides > environment > file > defaults.
+    """
+    env = os.environ if env is None else env
+    overrides = dict(overrides or {})
+    path_value = config_path or env.get("RINGSIDE_CONFIG")
+    raw: dict[str, Any] = {}
+    path: Path | None = None
+    if path_value:
+        path = Path(path_value)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return _build(raw, env, overrides, path)
+
+
+def _build(
+    raw: dict[str, Any], env: Mapping[str, str], overrides: dict[str, Any], path: Path | None
+) -> Settings:
+    known = {*_SECTION_KEYS, "providers", "prices"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown section [{unknown[0]}] in config (known: {', '.join(sorted(known))})"
+        )
+    server = _build_server(_check_keys("server", raw.get("server", {}), _SECTION_KEYS["server"]),
+                           env, overrides)
+    billing = _build_billing(
+        _check_keys("billing", raw.get("billing", {}), _SECTION_KEYS["billing"])
+    )
+    providers = _build_providers(raw.get("providers", {}), env)
+    prices = _build_prices(raw.get("prices", {}))
+    webhooks = _build_webhooks(
+        _check_keys("webhooks", raw.get("webhooks", {}), _SECTION_KEYS["webhooks"])
+    )
+    stripe = _build_stripe(
+        _check_keys("stripe", raw.get("stripe", {}), _SECTION_KEYS["stripe"]), env
+    )
+    admin_key = env.get("RINGSIDE_ADMIN_KEY") or None
+    if admin_key is not None and len(admin_key) < 16:
+        raise ConfigError("RINGSIDE_ADMIN_KEY must be at least 16 characters long")
+    return Settings(
+        server=server,
+        billing=billing,
+        providers=providers,
+        prices=prices,
+        webhooks=webhooks,
+        stripe=stripe,
+        admin_key=admin_key,
+        config_path=path,
+    )
+
+
+def _build_server(t: dict[str, Any], env: Mapping[str, str], o: dict[str, Any]) -> ServerSettings:
+    d = ServerSettings()
+    host = o.get("host") or t.get("host") or d.host
+    port = o.get("port") if o.get("port") is not None else t.get("port", d.port)
+    port = _number("[server] port", port, minimum=0, integer=True)
+    if port > 65535:
+        raise ConfigError(f"[server] port must be <= 65535, got {port}")
+    data_dir = Path(
+        o.get("data_dir") or env.get("RINGSIDE_DATA_DIR") or t.get("data_dir") or d.data_dir
+    )
+    db_url = o.get("database_url") or env.get("RINGSIDE_DATABASE_URL") or t.get("database_url")
+    if db_url is not None:
+        db_url = _database_url("database URL", db_url)
+    max_body = _number(
+        "[server] max_body_bytes", t.get("max_body_bytes", d.max_body_bytes), minimum=1024,
+        integer=True,
+    )
+    log_level = _string("[server] log_level", t.get("log_level", d.log_level)).lower()
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"[server] log_level must be debug|info|warning|error, got {log_level!r}")
+    return ServerSettings(
+        host=_string("[server] host", host),
+        port=port,
+        data_dir=data_dir,
+        database_url=db_url,
+        max_body_bytes=max_body,
+        log_level=log_level,
+    )
+
+
+def _build_billing(t: dict[str, Any]) -> BillingSettings:
+    d = BillingSettings()
+    untagged = t.get("untagged", d.untagged)
+    if untagged not in ("reject", "allow"):
+        raise ConfigError(f"[billing] untagged must be \"reject\" or \"allow\", got {untagged!r}")
+    share = _decimal("[billing] budget_warning_share",
+                     t.get("budget_warning_share", d.budget_warning_share))
+    if not Decimal(0) < share < Decimal(1):
+        raise ConfigError(f"[billing] budget_warning_share must be between 0 and 1, got {share}")
+    model_markups_raw = t.get("model_markups", {})
+    if not isinstance(model_markups_raw, dict):
+        raise ConfigError("[billing] model_markups must be a table of \"provider/model\" = markup")
+    model_markups = {
+        str(k): _decimal(f"[billing] model_markups.{k}", v) for k, v in model_markups_raw.items()
+    }
+    return BillingSettings(
+        markup=_decimal("[billing] markup", t.get("markup", d.markup)),
+        untagged=untagged,
+        hold_ttl_s=float(_number("[billing] hold_ttl_s", t.get("hold_ttl_s", d.hold_ttl_s),
+                                 minimum=1)),
+        budget_warning_share=share,
+        min_output_tokens=_number(
+            "[billing] min_output_tokens", t.get("min_output_tokens", d.min_output_tokens),
+            minimum=1, integer=True,
+        ),
+        default_max_output_tokens=_number(
+            "[billing] default_max_output_tokens",
+            t.get("default_max_output_tokens", d.default_max_output_tokens),
+            minimum=1,
+            integer=True,
+        ),
+        model_markups=model_markups,
+    )
+
+
+def _build_providers(t: Any, env: Mapping[str, str]) -> dict[str, ProviderSettings]:
+    if not isinstance(t, dict):
+        raise ConfigError("[providers] must be a table of provider tables")
+    defaults: dict[str, dict[str, Any]] = {
+        "openai": {
+            "kind": "openai",
+            "base_url": env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+            "api_key_env": "OPENAI_API_KEY",
+            "catalog_provider": "openai",
+        },
+        "anthropic": {
+            "kind": "anthropic",
+            "base_url": env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+            "api_key_env": "ANTHROPIC_API_KEY",
+            "catalog_provider": "anthropic",
+        },
+        "mock": {"kind": "mock", "base_url": "http://mock.invalid", "api_key_env": None},
+    }
+    merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in defaults.items()}
+    for name, table in t.items():
+        table = _check_keys(f"providers.{name}", table, _PROVIDER_KEYS)
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"[providers.{name}] provider names may use letters, digits, - and _")
+        base = merged.setdefault(name, {"kind": "openai", "api_key_env": None})
+        base.update(table)
+        if name not in defaults and "base_url" not in table:
+            raise ConfigError(f"[providers.{name}] needs base_url")
+    out: dict[str, ProviderSettings] = {}
+    for name, p in merged.items():
+        where = f"[providers.{name}]"
+        if "enabled" in p and not _bool(f"{where} enabled", p["enabled"]):
+            continue
+        kind = p.get("kind", "openai")
+        if kind not in BUILTIN_PROVIDERS:
+            raise ConfigError(f"{where} kind must be one of {', '.join(BUILTIN_PROVIDERS)}")
+        key_env = p.get("api_key_env")
+        if key_env is not None:
+            key_env = _string(f"{where} api_key_env", key_env)
+        models = p.get("models", [])
+        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+            raise ConfigError(f"{where} models must be a list of model names")
+        catalog = p.get("catalog_provider")
+        out[name] = ProviderSettings(
+            name=name,
+            kind=kind,
+            base_url=_http_url(f"{where} base_url", p["base_url"]),
+            api_key=env.get(key_env) if key_env else None,
+            timeout_s=float(_number(f"{where} timeout_s", p.get("timeout_s", 600.0), minimum=0.001)),
+            catalog_provider=_string(f"{where} catalog_provider", catalog) if catalog else None,
+            models=tuple(models),
+            latency_ms=_number(f"{where} latency_ms", p.get("latency_ms", 0), integer=True),
+        )
+    return out
+
+
+def _build_prices(t: Any) -> dict[str, PriceOverride]:
+    if not isinstance(t, dict):
+        raise ConfigError('[prices] must be a table of "provider/model" tables')
+    out: dict[str, PriceOverride] = {}
+    for model, table in t.items():
+        where = f'[prices."{model}"]'
+        if "/" not in model:
+            raise ConfigError(f'{where} must be named "provider/model"')
+        table = _check_keys(f'prices."{model}"', table, _PRICE_KEYS)
+        for required in ("input_usd_per_mtok", "output_usd_per_mtok"):
+            if required not in table:
+                raise ConfigError(f"{where} needs {required}")
+
+        def opt(key: str, table: dict[str, Any] = table, where: str = where) -> Decimal | None:
+            return _decimal(f"{where} {key}", table[key]) if key in table else None
+
+        max_out = table.get("max_output_tokens")
+        out[model.removeprefix("fc:")] = PriceOverride(
+            input_usd_per_mtok=_decimal(f"{where} input_usd_per_mtok", table["input_usd_per_mtok"]),
+            output_usd_per_mtok=_decimal(
+                f"{where} output_usd_per_mtok", table["output_usd_per_mtok"]
+            ),
+            cached_input_usd_per_mtok=opt("cached_input_usd_per_mtok"),
+            cache_write_usd_per_mtok=opt("cache_write_usd_per_mtok"),
+            markup=opt("markup"),
+            max_output_tokens=(
+                _number(f"{where} max_output_tokens", max_out, minimum=1, integer=True)
+                if max_out is not None
+                else None
+            ),
+        )
+    return out
+
+
+def _build_webhooks(t: dict[str, Any]) -> WebhookSettings:
+    d = WebhookSettings()
+    return WebhookSettings(
+        initial_retry_delay_s=float(_number("[webhooks] initial_retry_delay_s",
+                                            t.get("initial_retry_delay_s", d.initial_retry_delay_s),
+                                            minimum=0.01)),
+        max_retry_age_h=float(_number("[webhooks] max_retry_age_h",
+                                      t.get("max_retry_age_h", d.max_retry_age_h), minimum=0.001)),
+        disable_after_h=float(_number("[webhooks] disable_after_h",
+                                      t.get("disable_after_h", d.disable_after_h), minimum=0.001)),
+        allow_private_networks=_bool("[webhooks] allow_private_networks",
+                                     t.get("allow_private_networks", d.allow_private_networks)),
+        timeout_s=float(_number("[webhooks] timeout_s", t.get("timeout_s", d.timeout_s),
+                                minimum=0.1)),
+        poll_interval_s=float(_number("[webhooks] poll_interval_s",
+                                      t.get("poll_interval_s", d.poll_interval_s), minimum=0.05)),
+    )
+
+
+def _build_stripe(t: dict[str, Any], env: Mapping[str, str]) -> StripeSettings:
+    d = StripeSettings()
+    key_env = _string("[stripe] api_key_env", t.get("api_key_env", d.api_key_env))
+    api_base = env.get("RINGSIDE_STRIPE_API_BASE") or t.get("api_base")
+    value = t.get("value", d.value)
+    if value not in VALUE_UNITS:
+        raise ConfigError(f"[stripe] value must be one of {', '.join(VALUE_UNITS)}, got {value!r}")
+    return StripeSettings(
+        api_key_env=key_env,
+        api_key=env.get(key_env) or None,
+        api_base=_http_url("[stripe] api_base", api_base) if api_base else None,
+        meter_event_name=_string("[stripe] meter_event_name",
+                                 t.get("meter_event_name", d.meter_event_name)),
+        value=value,
+        sync_cron=_cron("[stripe] sync_cron", t.get("sync_cron", d.sync_cron)),
+        create_customers=_bool("[stripe] create_customers",
+                               t.get("create_customers", d.create_customers)),
+    )

@@ -1,0 +1,1 @@
+"""Database setup, models and migrations."""

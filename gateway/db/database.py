@@ -1,0 +1,146 @@
+"""Database setup and the bridge that keeps synchronous Peewee off the event loop.
+
+SQLite: one writer thread (every write transaction, BEGIN IMMEDIATE) plus a small
+reader pool (WAL lets readers run beside the writer). PostgreSQL: a pool of
+threads, each with its own connection. Callers never touch Peewee from a coroutine
+directly: they `await db.write(fn, ...)` or `await db.read(fn, ...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import parse_qs, unquote, urlparse
+
+import peewee
+
+from gateway.db.models import database_proxy
+
+log = logging.getLogger("ringside.db")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Errors that mean "the database is not there / not usable right now" (fail closed).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    peewee.OperationalError,
+    peewee.InterfaceError,
+)
+
+
+class Database:
+    def __init__(self, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 8) -> None:
+        self.url = url
+        parsed = urlparse(url)
+        self.is_sqlite = parsed.scheme == "sqlite"
+        self.busy_timeout_ms = busy_timeout_ms
+        if self.is_sqlite:
+            path = unquote(parsed.path)
+            # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy spells them.
+            if path.startswith("/") and not url.startswith("sqlite:////"):
+                path = path[1:]
+            if path in ("", ":memory:"):
+                raise ValueError("in-memory SQLite cannot be shared between threads; give a file")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.path: str | None = path
+            self.peewee: peewee.Database = peewee.SqliteDatabase(
+                path,
+                timeout=busy_timeout_ms / 1000,
+                pragmas={
+                    "journal_mode": "wal",
+                    "synchronous": "normal",  # durable across process crashes in WAL mode
+                    "busy_timeout": busy_timeout_ms,
+                    "foreign_keys": 1,
+                    "cache_size": -16000,
+                },
+                check_same_thread=False,
+            )
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="ringside-db-writer")
+            self._readers = ThreadPoolExecutor(2, thread_name_prefix="ringside-db-reader")
+        else:
+            self.path = None
+            query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+            connect_timeout = int(query.pop("connect_timeout", "3"))
+            self.peewee = peewee.PostgresqlDatabase(
+                unquote(parsed.path.lstrip("/")),
+                user=unquote(parsed.username) if parsed.username else None,
+                password=unquote(parsed.password) if parsed.password else None,
+                host=parsed.hostname or "127.0.0.1",
+                port=parsed.port or 5432,
+                connect_timeout=connect_timeout,
+                autoconnect=True,
+                **query,
+            )
+            self._writer = ThreadPoolExecutor(pool_size, thread_name_prefix="ringside-db")
+            self._readers = self._writer
+        database_proxy.initialize(self.peewee)
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ sync helpers
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[None]:
+        """A write transaction: BEGIN IMMEDIATE on SQLite so two writers never deadlock."""
+        self._ensure_connection()
+        if self.is_sqlite:
+            with self.peewee.atomic("IMMEDIATE"):
+                yield
+        else:
+            with self.peewee.atomic():
+                yield
+
+    def _ensure_connection(self) -> None:
+        if self.peewee.is_closed():
+            self.peewee.connect(reuse_if_open=True)
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            self._ensure_connection()
+            return fn(*args, **kwargs)
+        except UNAVAILABLE_ERRORS:
+            # Drop this thread's connection so the next call reconnects cleanly.
+            with contextlib.suppress(Exception):
+                self.peewee.close()
+            raise
+
+    # ------------------------------------------------------------------ async bridge
+    async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._writer, functools.partial(self._call, fn, *args, **kwargs)
+        )
+
+    async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._readers, functools.partial(self._call, fn, *args, **kwargs)
+        )
+
+    def run_sync(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """For callers outside any event loop (CLI, migrations, tests): same writer thread."""
+        return self._writer.submit(functools.partial(self._call, fn, *args, **kwargs)).result()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+
+        def _close_conn() -> None:
+            with contextlib.suppress(Exception):
+                self.peewee.close()
+
+        # Each worker thread holds its own connection; close the ones we can reach.
+        with contextlib.suppress(Exception):
+            self._writer.submit(_close_conn).result(timeout=5)
+        self._writer.shutdown(wait=True, cancel_futures=True)
+        if self._readers is not self._writer:
+            self._readers.shutdown(wait=True, cancel_futures=True)
+        _close_conn()

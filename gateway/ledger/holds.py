@@ -1,0 +1,56 @@
+"""Keeps in-flight holds alive and sweeps lapsed ones.
+
+In-flight calls register their hold here; one background task renews all of them in a
+single statement every third of the TTL. If this process dies, renewals stop and any
+instance's sweeper releases the holds once they lapse (within `hold_ttl_s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gateway.ledger.ledger import Ledger
+
+log = logging.getLogger("ringside.holds")
+
+
+class HoldKeeper:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.active: set[str] = set()
+        self.interval_s = max(ledger.hold_ttl_ms / 3000, 0.2)
+        self._task: asyncio.Task[None] | None = None
+
+    def track(self, hold_id: str | None) -> None:
+        if hold_id:
+            self.active.add(hold_id)
+
+    def untrack(self, hold_id: str | None) -> None:
+        if hold_id:
+            self.active.discard(hold_id)
+
+    async def start(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ledger.sweep_expired_holds()
+        self._task = asyncio.create_task(self._run(), name="ringside-hold-keeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                if self.active:
+                    await self.ledger.renew(list(self.active))
+                await self.ledger.sweep_expired_holds()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be briefly unavailable; try again
+                log.warning("hold renewal/sweep failed: %s", exc)

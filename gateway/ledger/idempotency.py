@@ -1,0 +1,150 @@
+"""Idempotency-Key, with Stripe's semantics, for every money-moving POST.
+
+  same key + same body   -> the stored response, replayed
+  same key + other body  -> 409 idempotency_key_reused
+  same key, still running -> 409 idempotency_key_in_progress
+
+The stored response is written in the same transaction as the operation's own writes,
+so a crash can never leave a top-up applied without its replayable answer (or the
+reverse). A key whose first request died mid-way unlocks after LOCK_MS and runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.db.database import UNAVAILABLE_ERRORS, Database
+from gateway.db.models import IdempotencyRecord
+from gateway.errors import (
+    ApiError,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    LedgerUnavailable,
+)
+
+KEEP_MS = 24 * 3600 * 1000  # keys are honoured for at least 24 hours (Stripe's window)
+LOCK_MS = 60 * 1000
+MAX_KEY_LEN = 255
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    replayed: bool
+
+
+class Idempotency:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def run(
+        self,
+        key: str | None,
+        scope: str,
+        raw_body: bytes,
+        operation: Callable[[], tuple[int, bytes]],
+    ) -> StoredResponse:
+        """Run the sync `operation` (in the writer thread) at most once per key.
+
+        `operation` runs inside the write transaction that also stores its response.
+        """
+        if key is None:
+            status, body = await self._write(self._plain, operation)
+            return StoredResponse(status, body, False)
+        if not key or len(key) > MAX_KEY_LEN or not key.isprintable():
+            raise InvalidRequest(
+                f"Idempotency-Key must be 1-{MAX_KEY_LEN} printable characters.",
+                param="Idempotency-Key",
+            )
+        digest = hashlib.sha256(raw_body).hexdigest()
+        stored = await self._write(self._claim, key, scope, digest)
+        if stored is not None:
+            return stored
+        try:
+            status, body = await self._write(self._execute, key, scope, operation)
+        except BaseException:
+            # The operation failed and wrote nothing: free the key so a retry runs again.
+            await self._write(self._release, key, scope)
+            raise
+        return StoredResponse(status, body, False)
+
+    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await self.db.write(fn, *args)
+        except UNAVAILABLE_ERRORS:
+            raise LedgerUnavailable(
+                "The ledger is unavailable; nothing was changed. Retry with the same key."
+            ) from None
+
+    def _plain(self, operation: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
+        with self.db.tx():
+            return operation()
+
+    def _claim(self, key: str, scope: str, digest: str) -> StoredResponse | None:
+        now = _now_ms()
+        with self.db.tx():
+            rec = IdempotencyRecord.get_or_none(
+                IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
+            )
+            if rec is not None and rec.created_ms < now - KEEP_MS:
+                rec.delete_instance()
+                rec = None
+            if rec is None:
+                IdempotencyRecord.insert(
+                    key=key,
+                    scope=scope,
+                    request_hash=digest,
+                    status="in_progress",
+                    created_ms=now,
+                    locked_until_ms=now + LOCK_MS,
+                ).execute()
+                return None
+            if rec.request_hash != digest:
+                raise IdempotencyKeyReused()
+            if rec.status == "done":
+                return StoredResponse(rec.response_status, rec.response_body.encode(), True)
+            if rec.locked_until_ms > now:
+                raise IdempotencyKeyInProgress()
+            # The first attempt died without finishing (and wrote nothing): take it over.
+            rec.locked_until_ms = now + LOCK_MS
+            rec.save()
+            return None
+
+    def _execute(
+        self, key: str, scope: str, operation: Callable[[], tuple[int, bytes]]
+    ) -> tuple[int, bytes]:
+        with self.db.tx():
+            status, body = operation()
+            IdempotencyRecord.update(
+                status="done", response_status=status, response_body=body.decode()
+            ).where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key).execute()
+        return status, body
+
+    def _release(self, key: str, scope: str) -> None:
+        with self.db.tx():
+            IdempotencyRecord.delete().where(
+                IdempotencyRecord.scope == scope,
+                IdempotencyRecord.key == key,
+                IdempotencyRecord.status == "in_progress",
+            ).execute()
+
+    def purge_expired_sync(self) -> int:
+        with self.db.tx():
+            return (
+                IdempotencyRecord.delete()
+                .where(IdempotencyRecord.created_ms < _now_ms() - 2 * KEEP_MS)
+                .execute()
+            )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+__all__ = ["ApiError", "Idempotency", "StoredResponse"]

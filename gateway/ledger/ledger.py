@@ -1,0 +1,898 @@
+"""The ledger: every money movement in Ringside goes through this one narrow API.
+
+Two-phase, like TigerBeetle's pending transfers:
+  reserve()  one write transaction: resolve the customer, take a hold for the call's
+             worst-case cost (budget) and price (wallet) with guarded UPDATEs.
+  settle()   one write transaction: close the hold, add the real cost to the month,
+             debit the wallet at the real price, log the request, roll up usage,
+             record threshold crossings.
+Holds carry an expiry that in-flight calls renew; the sweeper releases lapsed ones.
+
+The guards are single statements (`... WHERE spent + held + :x <= cap`), never
+read-check-write in Python, so concurrent reservations can never overspend on SQLite
+or on PostgreSQL shared by many instances.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
+
+from gateway.clock import Clock, day_of, month_of, to_ms, utcnow
+from gateway.config import Settings
+from gateway.db.database import UNAVAILABLE_ERRORS, Database
+from gateway.db.models import (
+    BudgetPeriod,
+    Customer,
+    Hold,
+    RequestLog,
+    UsageDaily,
+    Wallet,
+    WalletTransaction,
+)
+from gateway.errors import (
+    ApiError,
+    CustomerArchived,
+    CustomerBudgetExceeded,
+    CustomerNotFound,
+    CustomerSuspended,
+    CustomerWalletEmpty,
+    InvalidAmount,
+    LedgerUnavailable,
+)
+from gateway.events import EventBus
+from gateway.ids import new_id
+from gateway.ledger.amounts import NANOS_PER_USD, nanos_to_json
+from gateway.ledger.events import record_event
+from gateway.ledger.prices import ModelRates, TokenUsage
+
+log = logging.getLogger("ringside.ledger")
+
+MAX_TOPUP_NANOS = 1_000_000 * NANOS_PER_USD
+
+
+# ---------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class CallEstimate:
+    """What the proxy knows before forwarding."""
+
+    provider: str
+    model: str
+    endpoint: str  # "chat" | "embeddings"
+    stream: bool
+    rates: ModelRates
+    input_tokens_bound: int
+    requested_output_tokens: int | None  # the client's max_tokens x n, if it gave one
+    output_multiplier: int = 1  # n choices
+
+
+@dataclass
+class Reservation:
+    request_id: str
+    hold_id: str | None
+    customer_id: str | None
+    customer_markup: Decimal | None
+    period: str
+    budget_hold_nanos: int
+    wallet_hold_nanos: int
+    # Set when the client gave no max_tokens and a limit applies: the proxy injects it.
+    max_output_tokens: int | None
+    budget_nanos: int | None
+    budget_remaining_nanos: int | None  # after this hold
+    prepaid: bool
+    wallet_available_nanos: int | None  # after this hold
+    started_ms: int
+    estimate: CallEstimate | None = None
+    settled: bool = field(default=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened upstream. `usage` None means nothing is charged."""
+
+    status: str  # ok | error | cut
+    http_status: int
+    usage: TokenUsage | None = None
+    error_code: str | None = None
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Settlement:
+    cost_nanos: int
+    price_nanos: int
+    budget_remaining_nanos: int | None
+    wallet_balance_nanos: int | None
+    over_hold: bool
+
+
+@dataclass(frozen=True)
+class WalletView:
+    customer_id: str
+    balance_nanos: int
+    held_nanos: int
+    prepaid: bool
+    low_balance_threshold_nanos: int | None
+    transactions: list[WalletTransaction]
+
+
+# ---------------------------------------------------------------------------- ledger
+
+
+class Ledger:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        bus: EventBus | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.bus = bus or EventBus()
+        self.clock = clock
+        self.hold_ttl_ms = int(settings.billing.hold_ttl_s * 1000)
+        self.warning_share = settings.billing.budget_warning_share
+        self.min_output = settings.billing.min_output_tokens
+
+    # ------------------------------------------------------------------ helpers
+    def _publish(self, events: Iterable[dict[str, Any]]) -> None:
+        for ev in events:
+            self.bus.publish("event.recorded", event=ev)
+
+    async def _guarded(self, fn: Any, *args: Any) -> Any:
+        """Run a write; a database that is down or locked means fail closed (503)."""
+        try:
+            return await self.db.write(fn, *args)
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("ledger unavailable: %s", exc)
+            raise LedgerUnavailable() from None
+
+    # ------------------------------------------------------------------ customers
+    @staticmethod
+    def resolve_customer(ref: str) -> Customer:
+        """By `cus_` id or by external id. Raises CustomerNotFound."""
+        row = None
+        if ref.startswith("cus_"):
+            row = Customer.get_or_none(Customer.id == ref)
+        if row is None:
+            row = Customer.get_or_none(Customer.external_id == ref)
+        if row is None:
+            raise CustomerNotFound(f"No customer with id or external_id '{ref}'.", param="FC-Customer")
+        return row
+
+    # ------------------------------------------------------------------ reserve
+    async def reserve(self, customer_ref: str | None, estimate: CallEstimate) -> Reservation:
+        result, events = await self._guarded(self._reserve_sync, customer_ref, estimate)
+        self._publish(events)
+        if isinstance(result, ApiError):
+            if result.status == 402:
+                self.bus.publish(
+                    "request.refused",
+                    customer_id=result.extra.get("customer_id"),
+                    code=result.code,
+                    model=f"{estimate.provider}/{estimate.model}",
+                )
+            raise result
+        return result
+
+    def _reserve_sync(
+        self, customer_ref: str | None, est: CallEstimate
+    ) -> tuple[Reservation | ApiError, list[dict[str, Any]]]:
+        now = self.clock()
+        now_ms = to_ms(now)
+        period = month_of(now)
+        request_id = new_id("req")
+        if customer_ref is None:
+            return self._unlimited(request_id, None, None, period, now_ms, est), []
+
+        customer = self.resolve_customer(customer_ref)
+        if customer.status == "archived":
+            raise CustomerArchived(f"Customer '{customer.id}' is archived.", customer_id=customer.id)
+        if customer.status == "suspended":
+            raise CustomerSuspended(
+                f"Customer '{customer.id}' is suspended.", customer_id=customer.id
+            )
+        markup = Decimal(customer.markup) if customer.markup is not None else est.rates.markup
+        cap = customer.monthly_budget_nanos
+        if cap is None and not customer.prepaid:
+            return self._unlimited(request_id, customer, markup, period, now_ms, est), []
+
+        try:
+            return self._reserve_limited(customer, markup, request_id, period, now_ms, est)
+        except _Rollback as rollback:
+            return rollback.error, []
+
+    def _reserve_limited(
+        self,
+        customer: Customer,
+        markup: Decimal,
+        request_id: str,
+        period: str,
+        now_ms: int,
+        est: CallEstimate,
+    ) -> tuple[Reservation | ApiError, list[dict[str, Any]]]:
+        cap = customer.monthly_budget_nanos
+        events: list[dict[str, Any]] = []
+        with self.db.tx():
+            budget_left: int | None = None
+            period_row: BudgetPeriod | None = None
+            if cap is not None:
+                period_row = self._period_row(customer.id, period, lock=True)
+                budget_left = cap - period_row.spent_nanos - period_row.held_nanos
+            wallet_left: int | None = None
+            wallet: Wallet | None = None
+            if customer.prepaid:
+                wallet = self._wallet_row(customer.id, now_ms, lock=True)
+                wallet_left = wallet.balance_nanos - wallet.held_nanos
+
+            plan = self._plan(est, markup, budget_left, wallet_left)
+            if isinstance(plan, _Refusal):
+                err, events = self._on_refusal(plan, customer, period_row, wallet, now_ms)
+                self._log_refusal(request_id, customer.id, est, err, now_ms)
+                return err, events
+            out_tokens, cost_hold, price_hold = plan
+
+            if cap is not None:
+                # The guard is the statement itself: it cannot overspend whatever ran before.
+                changed = (
+                    BudgetPeriod.update(held_nanos=BudgetPeriod.held_nanos + cost_hold)
+                    .where(
+                        BudgetPeriod.customer_id == customer.id,
+                        BudgetPeriod.period == period,
+                        BudgetPeriod.spent_nanos + BudgetPeriod.held_nanos + cost_hold <= cap,
+                    )
+                    .execute()
+                )
+                if changed != 1:
+                    err = self._budget_error(customer, cap, period_row)
+                    return err, events
+            if customer.prepaid:
+                changed = (
+                    Wallet.update(held_nanos=Wallet.held_nanos + price_hold)
+                    .where(
+                        Wallet.customer_id == customer.id,
+                        Wallet.balance_nanos - Wallet.held_nanos - price_hold >= 0,
+                    )
+                    .execute()
+                )
+                if changed != 1:
+                    # Roll back the budget hold taken above with the whole transaction.
+                    raise _Rollback(self._wallet_error(customer, wallet, price_hold))
+            hold_id = new_id("hold")
+            Hold.insert(
+                id=hold_id,
+                request_id=request_id,
+                customer_id=customer.id,
+                period=period,
+                budget_nanos=cost_hold if cap is not None else 0,
+                wallet_nanos=price_hold if customer.prepaid else 0,
+                status="active",
+                created_ms=now_ms,
+                expires_ms=now_ms + self.hold_ttl_ms,
+            ).execute()
+        reservation = Reservation(
+            request_id=request_id,
+            hold_id=hold_id,
+            customer_id=customer.id,
+            customer_markup=Decimal(customer.markup) if customer.markup is not None else None,
+            period=period,
+            budget_hold_nanos=cost_hold if cap is not None else 0,
+            wallet_hold_nanos=price_hold if customer.prepaid else 0,
+            max_output_tokens=out_tokens if est.requested_output_tokens is None else None,
+            budget_nanos=cap,
+            budget_remaining_nanos=(budget_left - cost_hold) if budget_left is not None else None,
+            prepaid=bool(customer.prepaid),
+            wallet_available_nanos=(wallet_left - price_hold) if wallet_left is not None else None,
+            started_ms=now_ms,
+            estimate=est,
+        )
+        return reservation, events
+
+    def _unlimited(
+        self,
+        request_id: str,
+        customer: Customer | None,
+        markup: Decimal | None,
+        period: str,
+        now_ms: int,
+        est: CallEstimate,
+    ) -> Reservation:
+        # No limit applies: nothing to hold, so no write is needed before forwarding.
+        return Reservation(
+            request_id=request_id,
+            hold_id=None,
+            customer_id=customer.id if customer else None,
+            customer_markup=Decimal(customer.markup)
+            if customer is not None and customer.markup is not None
+            else None,
+            period=period,
+            budget_hold_nanos=0,
+            wallet_hold_nanos=0,
+            max_output_tokens=None,
+            budget_nanos=None,
+            budget_remaining_nanos=None,
+            prepaid=False,
+            wallet_available_nanos=None,
+            started_ms=now_ms,
+            estimate=est,
+        )
+
+    def _plan(
+        self,
+        est: CallEstimate,
+        markup: Decimal,
+        budget_left: int | None,
+        wallet_left: int | None,
+    ) -> tuple[int, int, int] | _Refusal:
+        """Choose the output bound and the amounts to hold: (out_tokens, cost, price)."""
+        rates = est.rates
+        if est.endpoint == "embeddings":
+            out = 0
+        elif est.requested_output_tokens is not None:
+            out = est.requested_output_tokens
+        else:
+            out = rates.max_output_tokens * est.output_multiplier
+            if budget_left is not None:
+                out = min(out, rates.affordable_output_tokens(est.input_tokens_bound, budget_left))
+            if wallet_left is not None and markup > 0:
+                cost_room = int((Decimal(wallet_left) / markup).to_integral_value(ROUND_FLOOR))
+                out = min(out, rates.affordable_output_tokens(est.input_tokens_bound, cost_room))
+            # Spread over n choices: the provider applies max_tokens to each.
+            out = (out // est.output_multiplier) * est.output_multiplier
+            if out < self.min_output * est.output_multiplier:
+                return self._refusal(est, markup, budget_left, wallet_left)
+        for _ in range(4):
+            exact = (
+                est.input_tokens_bound * rates.bound_input_nanos + out * rates.bound_output_nanos
+            )
+            cost = int(exact.to_integral_value(ROUND_CEILING))
+            price = int((exact * markup).to_integral_value(ROUND_CEILING))
+            fits_budget = budget_left is None or cost <= budget_left
+            fits_wallet = wallet_left is None or price <= wallet_left
+            if fits_budget and fits_wallet:
+                return out // est.output_multiplier if est.output_multiplier > 1 else out, cost, price
+            if est.requested_output_tokens is not None or est.endpoint == "embeddings":
+                break
+            # Rounding up can push the last nano over; shave a token and retry.
+            out -= est.output_multiplier
+            if out < self.min_output * est.output_multiplier:
+                break
+        return self._refusal(est, markup, budget_left, wallet_left, out=out)
+
+    def _refusal(
+        self,
+        est: CallEstimate,
+        markup: Decimal,
+        budget_left: int | None,
+        wallet_left: int | None,
+        out: int | None = None,
+    ) -> _Refusal:
+        out = max(out if out is not None else self.min_output, 0)
+        need = est.rates.bound_nanos(est.input_tokens_bound, out)
+        if budget_left is not None and need > budget_left:
+            return _Refusal("budget", need)
+        price_need = int((Decimal(need) * markup).to_integral_value(ROUND_CEILING))
+        return _Refusal("wallet", price_need)
+
+    def _on_refusal(
+        self,
+        refusal: _Refusal,
+        customer: Customer,
+        period_row: BudgetPeriod | None,
+        wallet: Wallet | None,
+        now_ms: int,
+    ) -> tuple[ApiError, list[dict[str, Any]]]:
+        events: list[dict[str, Any]] = []
+        if refusal.limit == "budget":
+            assert period_row is not None
+            cap = customer.monthly_budget_nanos or 0
+            err = self._budget_error(customer, cap, period_row, refusal.need)
+            # The cap is what stops this customer now: tell the operator once per month.
+            if not period_row.exceeded:
+                changed = BudgetPeriod.update(exceeded=True).where(
+                    BudgetPeriod.customer_id == customer.id,
+                    BudgetPeriod.period == period_row.period,
+                    BudgetPeriod.exceeded == False,  # noqa: E712
+                ).execute()
+                if changed:
+                    events.append(
+                        record_event(
+                            "budget_exceeded",
+                            customer,
+                            self._budget_data(customer, period_row.period, period_row.spent_nanos),
+                            now_ms=now_ms,
+                        )
+                    )
+            return err, events
+        err = self._wallet_error(customer, wallet, refusal.need)
+        if wallet is not None and wallet.empty_armed:
+            changed = Wallet.update(empty_armed=False).where(
+                Wallet.customer_id == customer.id, Wallet.empty_armed == True  # noqa: E712
+            ).execute()
+            if changed:
+                events.append(
+                    record_event(
+                        "wallet.empty",
+                        customer,
+                        self._wallet_data(customer, wallet.balance_nanos),
+                        now_ms=now_ms,
+                    )
+                )
+        return err, events
+
+    def _log_refusal(
+        self, request_id: str, customer_id: str, est: CallEstimate, err: ApiError, now_ms: int
+    ) -> None:
+        RequestLog.insert(
+            id=request_id,
+            customer_id=customer_id,
+            provider=est.provider,
+            model=est.model,
+            endpoint=est.endpoint,
+            stream=est.stream,
+            status="refused",
+            http_status=err.status,
+            error_code=err.code,
+            created_ms=now_ms,
+        ).execute()
+
+    def _budget_error(
+        self, customer: Customer, cap: int, period_row: BudgetPeriod | None, need: int = 0
+    ) -> ApiError:
+        spent = period_row.spent_nanos if period_row else 0
+        held = period_row.held_nanos if period_row else 0
+        return CustomerBudgetExceeded(
+            f"Customer '{customer.id}' has reached its monthly budget: "
+            f"${_usd(spent)} spent (${_usd(held)} held by calls in flight) "
+            f"of ${_usd(cap)} this month.",
+            customer_id=customer.id,
+            external_id=customer.external_id,
+            monthly_budget_usd=nanos_to_json(cap),
+            spent_usd=nanos_to_json(spent),
+            held_usd=nanos_to_json(held),
+            remaining_usd=nanos_to_json(max(cap - spent - held, 0)),
+            required_usd=nanos_to_json(need) if need else None,
+            period=period_row.period if period_row else None,
+        )
+
+    def _wallet_error(self, customer: Customer, wallet: Wallet | None, need: int = 0) -> ApiError:
+        balance = wallet.balance_nanos if wallet else 0
+        held = wallet.held_nanos if wallet else 0
+        return CustomerWalletEmpty(
+            f"Customer '{customer.id}' cannot pay for this call from its wallet: "
+            f"balance ${_usd(balance)} (${_usd(held)} held by calls in flight).",
+            customer_id=customer.id,
+            external_id=customer.external_id,
+            balance_usd=nanos_to_json(balance),
+            held_usd=nanos_to_json(held),
+            available_usd=nanos_to_json(max(balance - held, 0)),
+            required_usd=nanos_to_json(need) if need else None,
+        )
+
+    def _period_row(self, customer_id: str, period: str, *, lock: bool) -> BudgetPeriod:
+        BudgetPeriod.insert(customer_id=customer_id, period=period).on_conflict_ignore().execute()
+        query = BudgetPeriod.select().where(
+            BudgetPeriod.customer_id == customer_id, BudgetPeriod.period == period
+        )
+        if lock and not self.db.is_sqlite:
+            query = query.for_update()
+        return query.get()
+
+    def _wallet_row(self, customer_id: str, now_ms: int, *, lock: bool) -> Wallet:
+        Wallet.insert(customer_id=customer_id, updated_ms=now_ms).on_conflict_ignore().execute()
+        query = Wallet.select().where(Wallet.customer_id == customer_id)
+        if lock and not self.db.is_sqlite:
+            query = query.for_update()
+        return query.get()
+
+    # ------------------------------------------------------------------ settle
+    async def settle(self, reservation: Reservation, outcome: Outcome) -> Settlement:
+        """Record the real amount and release the rest. Called exactly once per reservation."""
+        if reservation.settled:
+            raise RuntimeError("reservation already settled")
+        reservation.settled = True
+        try:
+            settlement, events, row = await self.db.write(self._settle_sync, reservation, outcome)
+        except UNAVAILABLE_ERRORS:
+            # The hold will lapse and be swept; the log line keeps the amount for reconciliation.
+            log.error(
+                "could not settle %s (customer %s): ledger unavailable; usage %s",
+                reservation.request_id,
+                reservation.customer_id,
+                outcome.usage,
+            )
+            raise
+        self._publish(events)
+        self.bus.publish("request.metered", request=row)
+        return settlement
+
+    def _settle_sync(
+        self, r: Reservation, outcome: Outcome
+    ) -> tuple[Settlement, list[dict[str, Any]], dict[str, Any]]:
+        est = r.estimate
+        assert est is not None
+        now = self.clock()
+        now_ms = to_ms(now)
+        usage = outcome.usage
+        if usage is not None:
+            exact = est.rates.cost(usage)
+            markup = r.customer_markup if r.customer_markup is not None else est.rates.markup
+            cost = int(exact.to_integral_value())
+            price = int((exact * markup).to_integral_value())
+        else:
+            cost = price = 0
+        over_hold = r.hold_id is not None and (
+            (r.budget_hold_nanos and cost > r.budget_hold_nanos)
+            or (r.wallet_hold_nanos and price > r.wallet_hold_nanos)
+        )
+        events: list[dict[str, Any]] = []
+        budget_remaining: int | None = None
+        wallet_balance: int | None = None
+        with self.db.tx():
+            hold_live = False
+            if r.hold_id is not None:
+                hold_live = (
+                    Hold.update(status="settled")
+                    .where(Hold.id == r.hold_id, Hold.status == "active")
+                    .execute()
+                    == 1
+                )
+            customer = (
+                Customer.get_or_none(Customer.id == r.customer_id) if r.customer_id else None
+            )
+            if customer is not None:
+                # The month of the reservation owns the spend, even across midnight UTC.
+                release_budget = r.budget_hold_nanos if hold_live else 0
+                period_row = self._period_row(customer.id, r.period, lock=True)
+                before_spent = period_row.spent_nanos
+                if cost or release_budget:
+                    BudgetPeriod.update(
+                        spent_nanos=BudgetPeriod.spent_nanos + cost,
+                        held_nanos=BudgetPeriod.held_nanos - release_budget,
+                    ).where(
+                        BudgetPeriod.customer_id == customer.id,
+                        BudgetPeriod.period == r.period,
+                    ).execute()
+                after_spent = before_spent + cost
+                cap = customer.monthly_budget_nanos
+                if cap is not None:
+                    held_after = period_row.held_nanos - release_budget
+                    budget_remaining = max(cap - after_spent - held_after, 0)
+                    events += self._budget_crossings(customer, period_row, after_spent, now_ms)
+                release_wallet = r.wallet_hold_nanos if hold_live else 0
+                if customer.prepaid or r.wallet_hold_nanos:
+                    wallet = self._wallet_row(customer.id, now_ms, lock=True)
+                    Wallet.update(
+                        balance_nanos=Wallet.balance_nanos - price,
+                        held_nanos=Wallet.held_nanos - release_wallet,
+                        updated_ms=now_ms,
+                    ).where(Wallet.customer_id == customer.id).execute()
+                    wallet_balance = wallet.balance_nanos - price
+                    if price:
+                        WalletTransaction.insert(
+                            id=new_id("txn"),
+                            customer_id=customer.id,
+                            type="usage",
+                            amount_nanos=-price,
+                            balance_after_nanos=wallet_balance,
+                            request_id=r.request_id,
+                            description=f"{est.provider}/{est.model}",
+                            created_ms=now_ms,
+                        ).execute()
+                    events += self._wallet_crossings(
+                        customer, wallet, wallet.balance_nanos, wallet_balance, now_ms
+                    )
+            row = {
+                "id": r.request_id,
+                "customer_id": r.customer_id,
+                "provider": est.provider,
+                "model": est.model,
+                "endpoint": est.endpoint,
+                "stream": est.stream,
+                "status": outcome.status,
+                "http_status": outcome.http_status,
+                "error_code": outcome.error_code,
+                "input_tokens": usage.input_tokens if usage else 0,
+                "cached_tokens": usage.cached_tokens if usage else 0,
+                "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+                "output_tokens": usage.output_tokens if usage else 0,
+                "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+                "cost_nanos": cost,
+                "price_nanos": price,
+                "held_nanos": max(r.budget_hold_nanos, r.wallet_hold_nanos),
+                "over_hold": bool(over_hold),
+                "latency_ms": outcome.latency_ms,
+                "created_ms": r.started_ms,
+            }
+            RequestLog.insert(**row).execute()
+            if usage is not None:
+                self._rollup(r, est, usage, cost, price, now)
+        if over_hold:
+            log.warning(
+                "request %s cost %d nanos above its hold %d (provider ignored max_tokens?)",
+                r.request_id,
+                cost,
+                r.budget_hold_nanos,
+            )
+        return (
+            Settlement(cost, price, budget_remaining, wallet_balance, bool(over_hold)),
+            events,
+            row,
+        )
+
+    def _rollup(
+        self, r: Reservation, est: CallEstimate, usage: TokenUsage, cost: int, price: int, now: Any
+    ) -> None:
+        key = f"{est.provider}/{est.model}"
+        U = UsageDaily
+        U.insert(
+            day=day_of(now),
+            customer_id=r.customer_id or "",
+            model=key,
+            requests=1,
+            input_tokens=usage.input_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_nanos=cost,
+            price_nanos=price,
+        ).on_conflict(
+            conflict_target=[U.day, U.customer_id, U.model],
+            update={
+                U.requests: U.requests + 1,
+                U.input_tokens: U.input_tokens + usage.input_tokens,
+                U.cached_tokens: U.cached_tokens + usage.cached_tokens,
+                U.cache_write_tokens: U.cache_write_tokens + usage.cache_write_tokens,
+                U.output_tokens: U.output_tokens + usage.output_tokens,
+                U.reasoning_tokens: U.reasoning_tokens + usage.reasoning_tokens,
+                U.cost_nanos: U.cost_nanos + cost,
+                U.price_nanos: U.price_nanos + price,
+            },
+        ).execute()
+
+    # ------------------------------------------------------------------ crossings
+    def _budget_data(self, customer: Customer, period: str, spent: int) -> dict[str, Any]:
+        cap = customer.monthly_budget_nanos or 0
+        return {
+            "period": period,
+            "monthly_budget_usd": _f(cap),
+            "spent_usd": _f(spent),
+            "share": float(Decimal(spent) / Decimal(cap)) if cap else None,
+        }
+
+    def _wallet_data(self, customer: Customer, balance: int) -> dict[str, Any]:
+        return {
+            "balance_usd": _f(balance),
+            "low_balance_threshold_usd": _f(customer.low_balance_threshold_nanos),
+        }
+
+    def _budget_crossings(
+        self, customer: Customer, period_row: BudgetPeriod, spent: int, now_ms: int
+    ) -> list[dict[str, Any]]:
+        cap = customer.monthly_budget_nanos
+        if cap is None:
+            return []
+        events = []
+        updates: dict[Any, Any] = {}
+        if not period_row.warned and spent >= cap * self.warning_share:
+            updates[BudgetPeriod.warned] = True
+            data = self._budget_data(customer, period_row.period, spent)
+            data["warning_share"] = float(self.warning_share)
+            events.append(record_event("budget.warning", customer, data, now_ms=now_ms))
+        if not period_row.exceeded and spent >= cap:
+            updates[BudgetPeriod.exceeded] = True
+            events.append(
+                record_event(
+                    "budget_exceeded",
+                    customer,
+                    self._budget_data(customer, period_row.period, spent),
+                    now_ms=now_ms,
+                )
+            )
+        if updates:
+            # Guarded on the flag so two instances can never both fire the same crossing.
+            BudgetPeriod.update(updates).where(
+                BudgetPeriod.customer_id == customer.id,
+                BudgetPeriod.period == period_row.period,
+            ).execute()
+        return events
+
+    def _wallet_crossings(
+        self, customer: Customer, wallet: Wallet, before: int, after: int, now_ms: int
+    ) -> list[dict[str, Any]]:
+        events = []
+        threshold = customer.low_balance_threshold_nanos
+        updates: dict[Any, Any] = {}
+        if threshold is not None and wallet.low_armed and before >= threshold > after:
+            updates[Wallet.low_armed] = False
+            events.append(
+                record_event("wallet.low", customer, self._wallet_data(customer, after),
+                             now_ms=now_ms)
+            )
+        if wallet.empty_armed and after <= 0 < before:
+            updates[Wallet.empty_armed] = False
+            events.append(
+                record_event("wallet.empty", customer, self._wallet_data(customer, after),
+                             now_ms=now_ms)
+            )
+        if updates:
+            Wallet.update(updates).where(Wallet.customer_id == customer.id).execute()
+        return events
+
+    # ------------------------------------------------------------------ holds
+    async def renew(self, hold_ids: list[str]) -> int:
+        if not hold_ids:
+            return 0
+        return await self.db.write(self._renew_sync, hold_ids)
+
+    def _renew_sync(self, hold_ids: list[str]) -> int:
+        expires = to_ms(self.clock()) + self.hold_ttl_ms
+        with self.db.tx():
+            return (
+                Hold.update(expires_ms=expires)
+                .where(Hold.id.in_(hold_ids), Hold.status == "active")
+                .execute()
+            )
+
+    async def sweep_expired_holds(self) -> int:
+        return await self.db.write(self.sweep_expired_holds_sync)
+
+    def sweep_expired_holds_sync(self) -> int:
+        """Release holds whose request stopped renewing them (a crash, a lost instance)."""
+        now_ms = to_ms(self.clock())
+        released = 0
+        lapsed = list(
+            Hold.select()
+            .where(Hold.status == "active", Hold.expires_ms < now_ms)
+            .limit(500)
+        )
+        for hold in lapsed:
+            with self.db.tx():
+                if (
+                    Hold.update(status="expired")
+                    .where(Hold.id == hold.id, Hold.status == "active")
+                    .execute()
+                    != 1
+                ):
+                    continue  # settled or swept by someone else meanwhile
+                if hold.budget_nanos:
+                    BudgetPeriod.update(held_nanos=BudgetPeriod.held_nanos - hold.budget_nanos).where(
+                        BudgetPeriod.customer_id == hold.customer_id,
+                        BudgetPeriod.period == hold.period,
+                    ).execute()
+                if hold.wallet_nanos:
+                    Wallet.update(held_nanos=Wallet.held_nanos - hold.wallet_nanos).where(
+                        Wallet.customer_id == hold.customer_id
+                    ).execute()
+                released += 1
+        if released:
+            log.warning("released %d lapsed hold(s)", released)
+            self.bus.publish("holds.released", count=released)
+        return released
+
+    # ------------------------------------------------------------------ wallets
+    def topup_sync(
+        self, customer_ref: str, nanos: int, description: str | None
+    ) -> tuple[tuple[int, WalletTransaction], list[dict[str, Any]]]:
+        now_ms = to_ms(self.clock())
+        with self.db.tx():
+            customer = self.resolve_customer(customer_ref)
+            if customer.status == "archived":
+                raise CustomerArchived(f"Customer '{customer.id}' is archived.")
+            if not customer.prepaid:
+                Customer.update(prepaid=True, updated_ms=now_ms).where(
+                    Customer.id == customer.id
+                ).execute()
+                customer.prepaid = True
+            wallet = self._wallet_row(customer.id, now_ms, lock=True)
+            balance = wallet.balance_nanos + nanos
+            threshold = customer.low_balance_threshold_nanos
+            Wallet.update(
+                balance_nanos=Wallet.balance_nanos + nanos,
+                updated_ms=now_ms,
+                # A top-up re-arms the crossings once the balance is back above them.
+                low_armed=wallet.low_armed or threshold is None or balance >= threshold,
+                empty_armed=wallet.empty_armed or balance > 0,
+            ).where(Wallet.customer_id == customer.id).execute()
+            txn = WalletTransaction.create(
+                id=new_id("txn"),
+                customer_id=customer.id,
+                type="topup",
+                amount_nanos=nanos,
+                balance_after_nanos=balance,
+                description=description,
+                created_ms=now_ms,
+            )
+            event = record_event(
+                "wallet.topped_up",
+                customer,
+                {"amount_usd": _f(nanos), "balance_usd": _f(balance), "transaction_id": txn.id},
+                now_ms=now_ms,
+            )
+        return (balance, txn), [event]
+
+    async def wallet(self, customer_ref: str, limit: int = 100) -> WalletView:
+        return await self.db.read(self._wallet_view_sync, customer_ref, limit)
+
+    def _wallet_view_sync(self, customer_ref: str, limit: int) -> WalletView:
+        customer = self.resolve_customer(customer_ref)
+        wallet = Wallet.get_or_none(Wallet.customer_id == customer.id)
+        txns = list(
+            WalletTransaction.select()
+            .where(WalletTransaction.customer_id == customer.id)
+            .order_by(WalletTransaction.created_ms.desc(), WalletTransaction.id.desc())
+            .limit(limit)
+        )
+        return WalletView(
+            customer_id=customer.id,
+            balance_nanos=wallet.balance_nanos if wallet else 0,
+            held_nanos=wallet.held_nanos if wallet else 0,
+            prepaid=bool(customer.prepaid),
+            low_balance_threshold_nanos=customer.low_balance_threshold_nanos,
+            transactions=txns,
+        )
+
+    # ------------------------------------------------------------------ reads
+    def month_state_sync(self, customer_ids: list[str]) -> dict[str, tuple[str, int, int]]:
+        period = month_of(self.clock())
+        rows = BudgetPeriod.select().where(
+            BudgetPeriod.customer_id.in_(customer_ids), BudgetPeriod.period == period
+        )
+        found = {r.customer_id: (period, r.spent_nanos, r.held_nanos) for r in rows}
+        return {cid: found.get(cid, (period, 0, 0)) for cid in customer_ids}
+
+    def wallet_state_sync(self, customer_ids: list[str]) -> dict[str, tuple[int, int]]:
+        rows = Wallet.select().where(Wallet.customer_id.in_(customer_ids))
+        return {r.customer_id: (r.balance_nanos, r.held_nanos) for r in rows}
+
+
+# ---------------------------------------------------------------------------- internals
+
+
+class _Rollback(Exception):
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    limit: str  # "budget" | "wallet"
+    need: int
+
+
+def _usd(nanos: int) -> str:
+    from gateway.ledger.amounts import nanos_to_text
+
+    text = nanos_to_text(nanos)
+    if "." not in text:
+        return text + ".00"
+    whole, frac = text.split(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def _f(nanos: int | None) -> float | None:
+    return None if nanos is None else float(Decimal(nanos) / NANOS_PER_USD)
+
+
+def validate_topup_amount(amount: Any) -> int:
+    """Amount in USD as decoded from JSON -> nanos; 400 invalid_amount for anything odd."""
+    from gateway.ledger.amounts import parse_usd, usd_to_nanos
+
+    d = parse_usd(amount)
+    if d is None:
+        raise InvalidAmount("amount_usd must be a finite number.", param="amount_usd")
+    if d <= 0:
+        raise InvalidAmount("amount_usd must be greater than 0.", param="amount_usd")
+    if d > MAX_TOPUP_NANOS / NANOS_PER_USD:
+        raise InvalidAmount("amount_usd must be at most 1000000 per top-up.", param="amount_usd")
+    if d.as_tuple().exponent < -9:  # type: ignore[operator]
+        raise InvalidAmount("amount_usd may have at most 9 decimals.", param="amount_usd")
+    return usd_to_nanos(d)

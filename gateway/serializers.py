@@ -1,0 +1,115 @@
+"""API representations of stored rows. Money leaves here as exact JSON numbers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from gateway.clock import iso_ms
+from gateway.db.models import ApiKey, Customer, WalletTransaction
+from gateway.ledger.amounts import nanos_to_json
+
+
+def _markup(text: str | None) -> Any:
+    if text is None:
+        return None
+    import msgspec
+
+    d = Decimal(text)
+    return msgspec.Raw(format(d.normalize(), "f").encode())
+
+
+def customer_to_api(
+    c: Customer,
+    *,
+    wallet: tuple[int, int] | None = None,
+    month: tuple[str, int, int] | None = None,
+) -> dict[str, Any]:
+    """`wallet` = (balance, held) nanos; `month` = (period, spent, held) nanos."""
+    out: dict[str, Any] = {
+        "id": c.id,
+        "object": "customer",
+        "external_id": c.external_id,
+        "name": c.name,
+        "email": c.email,
+        "status": c.status,
+        "monthly_budget_usd": nanos_to_json(c.monthly_budget_nanos),
+        "markup": _markup(c.markup),
+        "prepaid": bool(c.prepaid),
+        "low_balance_threshold_usd": nanos_to_json(c.low_balance_threshold_nanos),
+        "stripe_customer_id": c.stripe_customer_id,
+        "metadata": c.metadata or {},
+        "created": c.created_ms // 1000,
+        "created_at": iso_ms(c.created_ms),
+        "updated_at": iso_ms(c.updated_ms),
+        "archived_at": iso_ms(c.archived_ms),
+    }
+    if wallet is not None:
+        balance, held = wallet
+        out["wallet"] = {
+            "balance_usd": nanos_to_json(balance),
+            "held_usd": nanos_to_json(held),
+            "available_usd": nanos_to_json(balance - held),
+        }
+    if month is not None:
+        period, spent, held = month
+        budget = c.monthly_budget_nanos
+        out["budget"] = {
+            "period": period,
+            "spent_usd": nanos_to_json(spent),
+            "held_usd": nanos_to_json(held),
+            "remaining_usd": nanos_to_json(max(budget - spent - held, 0))
+            if budget is not None
+            else None,
+        }
+    return out
+
+
+def customer_event_payload(c: Customer) -> dict[str, Any]:
+    """The customer as embedded in event payloads (plain JSON types, stored in the event row)."""
+    from gateway.ledger.amounts import nanos_to_decimal
+
+    def usd(n: int | None) -> float | None:
+        return None if n is None else float(nanos_to_decimal(n))
+
+    return {
+        "id": c.id,
+        "object": "customer",
+        "external_id": c.external_id,
+        "name": c.name,
+        "email": c.email,
+        "status": c.status,
+        "monthly_budget_usd": usd(c.monthly_budget_nanos),
+        "prepaid": bool(c.prepaid),
+        "low_balance_threshold_usd": usd(c.low_balance_threshold_nanos),
+        "stripe_customer_id": c.stripe_customer_id,
+        "metadata": c.metadata or {},
+    }
+
+
+def transaction_to_api(t: WalletTransaction) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "object": "wallet_transaction",
+        "customer_id": t.customer_id,
+        "type": t.type,
+        "amount_usd": nanos_to_json(t.amount_nanos),
+        "balance_after_usd": nanos_to_json(t.balance_after_nanos),
+        "request_id": t.request_id,
+        "description": t.description,
+        "created": t.created_ms // 1000,
+        "created_at": iso_ms(t.created_ms),
+    }
+
+
+def key_to_api(k: ApiKey) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "object": "api_key",
+        "name": k.name,
+        "prefix": k.prefix,
+        "created": k.created_ms // 1000,
+        "created_at": iso_ms(k.created_ms),
+        "revoked_at": iso_ms(k.revoked_ms),
+        "last_used_at": iso_ms(k.last_used_ms),
+    }

@@ -1,0 +1,238 @@
+"""Customer lifecycle: the one implementation the HTTP API and the dashboard both call."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import peewee as pw
+
+from gateway.db.database import Database
+from gateway.db.models import Customer
+from gateway.errors import CustomerExists, InvalidRequest
+from gateway.events import EventBus
+from gateway.ids import new_id
+from gateway.ledger.ledger import Ledger
+from gateway.serializers import customer_to_api
+from gateway.services import validation as v
+
+CREATE_FIELDS = {
+    "external_id",
+    "name",
+    "email",
+    "monthly_budget_usd",
+    "budget_usd",
+    "markup",
+    "prepaid",
+    "low_balance_threshold_usd",
+    "stripe_customer_id",
+    "metadata",
+}
+UPDATE_FIELDS = (CREATE_FIELDS - {"external_id"}) | {"status", "external_id"}
+STATUSES = ("active", "suspended", "archived")
+
+
+@dataclass(frozen=True)
+class CustomerPage:
+    data: list[dict[str, Any]]
+    has_more: bool
+
+
+class CustomerService:
+    def __init__(self, db: Database, ledger: Ledger, bus: EventBus) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.bus = bus
+
+    # ------------------------------------------------------------------ async API
+    async def create(self, body: Any) -> dict[str, Any]:
+        out = await self.db.write(self.create_sync, body)
+        self.bus.publish("customer.changed", customer_id=out["id"])
+        return out
+
+    async def retrieve(self, ref: str) -> dict[str, Any]:
+        return await self.db.read(self._retrieve_sync, ref)
+
+    async def update(self, ref: str, body: Any) -> dict[str, Any]:
+        out = await self.db.write(self._update_sync, ref, body)
+        self.bus.publish("customer.changed", customer_id=out["id"])
+        return out
+
+    async def archive(self, ref: str) -> dict[str, Any]:
+        return await self.update(ref, {"status": "archived"})
+
+    async def list(self, params: dict[str, str | None]) -> CustomerPage:
+        return await self.db.read(self._list_sync, params)
+
+    # ------------------------------------------------------------------ sync bodies
+    def _budget(self, body: dict[str, Any]) -> tuple[bool, int | None]:
+        """(given, nanos) for monthly_budget_usd or its alias budget_usd."""
+        has_monthly = "monthly_budget_usd" in body
+        has_alias = "budget_usd" in body
+        if has_monthly and has_alias and body["monthly_budget_usd"] != body["budget_usd"]:
+            raise InvalidRequest(
+                "Give monthly_budget_usd or budget_usd, not both.", param="budget_usd"
+            )
+        if has_monthly:
+            return True, v.usd_nanos(body, "monthly_budget_usd")
+        if has_alias:
+            return True, v.usd_nanos(body, "budget_usd")
+        return False, None
+
+    def create_sync(self, body: Any) -> dict[str, Any]:
+        body = v.require_object(body)
+        v.reject_unknown(body, CREATE_FIELDS)
+        external_id = v.string(body, "external_id", required=True)
+        name = v.string(body, "name", required=True)
+        email = v.email(body)
+        _, budget = self._budget(body)
+        markup = v.markup(body)
+        prepaid = v.boolean(body, "prepaid") or False
+        threshold = v.usd_nanos(body, "low_balance_threshold_usd")
+        stripe_id = v.string(body, "stripe_customer_id")
+        metadata = v.metadata(body)
+        now = int(time.time() * 1000)
+        with self.db.tx():
+            if Customer.get_or_none(Customer.external_id == external_id) is not None:
+                raise CustomerExists(
+                    f"A customer with external_id '{external_id}' already exists.",
+                    param="external_id",
+                )
+            try:
+                row = Customer.create(
+                    id=new_id("cus"),
+                    external_id=external_id,
+                    name=name,
+                    email=email,
+                    status="active",
+                    monthly_budget_nanos=budget,
+                    markup=str(markup) if markup is not None else None,
+                    prepaid=prepaid,
+                    low_balance_threshold_nanos=threshold,
+                    stripe_customer_id=stripe_id,
+                    metadata=metadata or {},
+                    created_ms=now,
+                    updated_ms=now,
+                )
+            except pw.IntegrityError:
+                raise CustomerExists(
+                    f"A customer with external_id '{external_id}' already exists.",
+                    param="external_id",
+                ) from None
+        return self._to_api(row)
+
+    def _retrieve_sync(self, ref: str) -> dict[str, Any]:
+        return self._to_api(self.ledger.resolve_customer(ref))
+
+    def _update_sync(self, ref: str, body: Any) -> dict[str, Any]:
+        body = v.require_object(body)
+        v.reject_unknown(body, UPDATE_FIELDS)
+        now = int(time.time() * 1000)
+        with self.db.tx():
+            row = self.ledger.resolve_customer(ref)
+            changes: dict[Any, Any] = {}
+            if "external_id" in body:
+                ext = v.string(body, "external_id", required=True)
+                if ext != row.external_id:
+                    other = Customer.get_or_none(Customer.external_id == ext)
+                    if other is not None:
+                        raise CustomerExists(
+                            f"A customer with external_id '{ext}' already exists.",
+                            param="external_id",
+                        )
+                    changes[Customer.external_id] = ext
+            if "name" in body:
+                changes[Customer.name] = v.string(body, "name", required=True)
+            if "email" in body:
+                changes[Customer.email] = v.email(body)
+            given, budget = self._budget(body)
+            if given:
+                changes[Customer.monthly_budget_nanos] = budget
+            if "markup" in body:
+                m = v.markup(body)
+                changes[Customer.markup] = str(m) if m is not None else None
+            if "prepaid" in body:
+                prepaid = v.boolean(body, "prepaid")
+                if prepaid is None:
+                    raise InvalidRequest("prepaid must be true or false.", param="prepaid")
+                changes[Customer.prepaid] = prepaid
+            if "low_balance_threshold_usd" in body:
+                changes[Customer.low_balance_threshold_nanos] = v.usd_nanos(
+                    body, "low_balance_threshold_usd"
+                )
+            if "stripe_customer_id" in body:
+                changes[Customer.stripe_customer_id] = v.string(body, "stripe_customer_id")
+            if "metadata" in body:
+                changes[Customer.metadata] = v.metadata(body) or {}
+            if "status" in body:
+                status = body["status"]
+                if status not in STATUSES:
+                    raise InvalidRequest(
+                        "status must be one of active, suspended, archived.", param="status"
+                    )
+                if row.status == "archived" and status != "archived":
+                    raise InvalidRequest(
+                        "An archived customer cannot be reactivated; create a new one.",
+                        param="status",
+                    )
+                changes[Customer.status] = status
+                if status == "archived" and row.archived_ms is None:
+                    changes[Customer.archived_ms] = now
+            if changes:
+                changes[Customer.updated_ms] = now
+                Customer.update(changes).where(Customer.id == row.id).execute()
+            row = Customer.get_by_id(row.id)
+        return self._to_api(row)
+
+    def _list_sync(self, params: dict[str, str | None]) -> CustomerPage:
+        limit = v.limit(params.get("limit"))
+        query = Customer.select()
+        status = params.get("status")
+        if status:
+            if status not in STATUSES:
+                raise InvalidRequest(
+                    "status must be one of active, suspended, archived.", param="status"
+                )
+            query = query.where(Customer.status == status)
+        if params.get("external_id"):
+            query = query.where(Customer.external_id == params["external_id"])
+        search = params.get("search") or params.get("q")
+        if search:
+            like = f"%{search.lower()}%"
+            query = query.where(
+                (pw.fn.LOWER(Customer.name) ** like)
+                | (pw.fn.LOWER(pw.fn.COALESCE(Customer.email, "")) ** like)
+                | (pw.fn.LOWER(Customer.external_id) ** like)
+            )
+        after = params.get("starting_after")
+        if after:
+            if Customer.get_or_none(Customer.id == after) is None:
+                raise InvalidRequest(
+                    f"starting_after '{after}' is not a customer id.", param="starting_after"
+                )
+            query = query.where(Customer.id < after)
+        before = params.get("ending_before")
+        if before:
+            query = query.where(Customer.id > before)
+        rows = list(query.order_by(Customer.id.desc()).limit(limit + 1))
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        return CustomerPage(self._many_to_api(rows), has_more)
+
+    # ------------------------------------------------------------------ views
+    def _to_api(self, row: Customer) -> dict[str, Any]:
+        return self._many_to_api([row])[0]
+
+    def _many_to_api(self, rows: list[Customer]) -> list[dict[str, Any]]:
+        ids = [r.id for r in rows]
+        months = self.ledger.month_state_sync(ids) if ids else {}
+        wallets = self.ledger.wallet_state_sync(ids) if ids else {}
+        return [
+            customer_to_api(
+                r,
+                wallet=wallets.get(r.id, (0, 0)) if r.prepaid or r.id in wallets else None,
+                month=months.get(r.id),
+            )
+            for r in rows
+        ]

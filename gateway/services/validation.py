@@ -1,0 +1,130 @@
+"""Field validation shared by the HTTP API and the dashboard's forms.
+
+Every failure is a 400 naming the offending field in `param`.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from gateway.errors import InvalidRequest
+from gateway.ledger.amounts import NANOS_PER_USD, parse_usd, usd_to_nanos
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_USD = Decimal(1_000_000_000)  # a sanity ceiling for budgets and thresholds
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def reject_unknown(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidRequest(f"Unknown parameter: {unknown[0]}.", param=unknown[0])
+
+
+def string(
+    body: dict[str, Any], name: str, *, required: bool = False, max_len: int = 255,
+    allow_none: bool = True,
+) -> str | None:
+    if name not in body or (body[name] is None and allow_none and not required):
+        if required:
+            raise InvalidRequest(f"Missing required parameter: {name}.", param=name)
+        return None
+    value = body[name]
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string.", param=name)
+    value = value.strip()
+    if required and not value:
+        raise InvalidRequest(f"{name} must not be empty.", param=name)
+    if len(value) > max_len:
+        raise InvalidRequest(f"{name} must be at most {max_len} characters.", param=name)
+    if "\x00" in value:
+        raise InvalidRequest(f"{name} must not contain NUL characters.", param=name)
+    return value
+
+
+def email(body: dict[str, Any], name: str = "email") -> str | None:
+    value = string(body, name, max_len=320)
+    if value and not _EMAIL.match(value):
+        raise InvalidRequest(f"{name} is not a valid email address.", param=name)
+    return value or None
+
+
+def usd_nanos(body: dict[str, Any], name: str, *, allow_zero: bool = True) -> int | None:
+    """A non-negative USD amount as nanos; None when absent or null."""
+    if body.get(name) is None:
+        return None
+    d = parse_usd(body[name])
+    if d is None:
+        raise InvalidRequest(f"{name} must be a finite number (USD).", param=name)
+    if d < 0 or (d == 0 and not allow_zero):
+        raise InvalidRequest(f"{name} must be {'>=' if allow_zero else '>'} 0.", param=name)
+    if d > MAX_USD:
+        raise InvalidRequest(f"{name} must be at most {MAX_USD}.", param=name)
+    if d.as_tuple().exponent < -9:  # type: ignore[operator]
+        raise InvalidRequest(f"{name} may have at most 9 decimals.", param=name)
+    return usd_to_nanos(d)
+
+
+def markup(body: dict[str, Any], name: str = "markup") -> Decimal | None:
+    if body.get(name) is None:
+        return None
+    d = parse_usd(body[name])
+    if d is None:
+        raise InvalidRequest(f"{name} must be a finite number.", param=name)
+    if d < 0 or d > 1000:
+        raise InvalidRequest(f"{name} must be between 0 and 1000.", param=name)
+    if d.as_tuple().exponent < -6:  # type: ignore[operator]
+        raise InvalidRequest(f"{name} may have at most 6 decimals.", param=name)
+    return d
+
+
+def boolean(body: dict[str, Any], name: str) -> bool | None:
+    if body.get(name) is None:
+        return None
+    if not isinstance(body[name], bool):
+        raise InvalidRequest(f"{name} must be true or false.", param=name)
+    return body[name]
+
+
+def metadata(body: dict[str, Any], name: str = "metadata") -> dict[str, str] | None:
+    if body.get(name) is None:
+        return None
+    value = body[name]
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{name} must be an object of string keys and values.", param=name)
+    if len(value) > 50:
+        raise InvalidRequest(f"{name} may have at most 50 keys.", param=name)
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or len(k) > 40 or not k:
+            raise InvalidRequest(f"{name} keys must be strings of 1-40 characters.", param=name)
+        if isinstance(v, bool) or not isinstance(v, str | int | Decimal):
+            raise InvalidRequest(f"{name}.{k} must be a string or a number.", param=f"{name}[{k}]")
+        text = str(v)
+        if len(text) > 500:
+            raise InvalidRequest(f"{name}.{k} must be at most 500 characters.", param=f"{name}[{k}]")
+        out[k] = text
+    return out
+
+
+def limit(value: str | None, *, default: int = 20, maximum: int = 100) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise InvalidRequest("limit must be an integer.", param="limit") from None
+    if not 1 <= n <= maximum:
+        raise InvalidRequest(f"limit must be between 1 and {maximum}.", param="limit")
+    return n
+
+
+def nanos_to_usd_decimal(nanos: int) -> Decimal:
+    return Decimal(nanos) / NANOS_PER_USD

@@ -1,0 +1,1 @@
+"""The Ringside dashboard (Textual) and the `ringside` command line."""

@@ -1,0 +1,39 @@
+"""Entry point `ringside`. The dashboard (Textual) is imported lazily, so `ringside serve`
+stays headless and starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gateway.cli import add_server_options, run_guarded, serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ringside",
+        description="Ringside: self-hosted AI gateway with per-customer metering, budgets "
+        "and wallets. With no command, starts the dashboard with the gateway embedded.",
+    )
+    add_server_options(parser)
+    sub = parser.add_subparsers(dest="command")
+    serve_p = sub.add_parser("serve", help="run the gateway headless")
+    add_server_options(serve_p)
+    demo_p = sub.add_parser("demo", help="dashboard + mock provider + simulated traffic")
+    add_server_options(demo_p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return run_guarded(serve, args)
+    from ringside_tui.launch import run_dashboard  # imports Textual
+
+    return run_guarded(run_dashboard, args, args.command == "demo")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
