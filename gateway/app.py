@@ -86,7 +86,7 @@ def build_gateway(
         usage=UsageService(db, ledger),
         idempotency=idempotency,
     )
-    return Gateway(
+    gw = Gateway(
         settings=settings,
         db=db,
         bus=bus,
@@ -95,6 +95,27 @@ def build_gateway(
         services=services,
         holds=HoldKeeper(ledger),
     )
+    _attach_extra_services(gw)
+    return gw
+
+
+# Modules that add a service: each exposes `build_service(gw) -> (name, service)`; the
+# service lands in `gw.services.extra[name]` for the API and the dashboard alike.
+EXTRA_SERVICE_MODULES = ("gateway.webhooks.service", "gateway.stripe_sync")
+
+
+def _attach_extra_services(gw: Gateway) -> None:
+    for module_name in EXTRA_SERVICE_MODULES:
+        try:
+            module = __import__(module_name, fromlist=["build_service"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        build = getattr(module, "build_service", None)
+        if build is not None:
+            name, service = build(gw)
+            gw.services.extra[name] = service
 
 
 def _model_list(gw: Gateway) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ async def create_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
     result = await services.idempotency.run(key, "customers.create", raw, operation)
     if created:
         services.bus.publish("customer.changed", customer_id=created[0]["id"])
+        await services.customers.run_created_hooks(created[0])
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return Response(content=result.body, status_code=result.status,
                     media_type="application/json", headers=headers)

@@ -145,11 +145,12 @@ def to_anthropic_request(
         out["system"] = system
     out["messages"] = messages
 
-    limit = body.get("max_completion_tokens")
-    if not _is_number(limit):
-        limit = body.get("max_tokens")
-    # Anthropic requires max_tokens; OpenAI clients usually omit it.
-    out["max_tokens"] = int(limit) if _is_number(limit) else max_output_tokens(model)
+    limits = [
+        int(v) for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if _is_number(v)
+    ]
+    # Anthropic requires max_tokens; OpenAI clients usually omit it. Given both, the
+    # smaller wins so a cap the gateway set can never be widened by the other field.
+    out["max_tokens"] = min(limits) if limits else max_output_tokens(model)
 
     temperature = body.get("temperature")
     if _is_number(temperature):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,8 @@ from gateway.ids import new_id
 from gateway.ledger.ledger import Ledger
 from gateway.serializers import customer_to_api
 from gateway.services import validation as v
+
+log = logging.getLogger("ringside.customers")
 
 CREATE_FIELDS = {
     "external_id",
@@ -44,11 +48,22 @@ class CustomerService:
         self.db = db
         self.ledger = ledger
         self.bus = bus
+        # Called with the new customer (API dict) after creation commits, e.g. to create
+        # the matching Stripe customer. A failing hook is logged, never undoes the create.
+        self.on_created: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
+
+    async def run_created_hooks(self, customer: dict[str, Any]) -> None:
+        for hook in self.on_created:
+            try:
+                await hook(customer)
+            except Exception:
+                log.exception("customer-created hook failed for %s", customer.get("id"))
 
     # ------------------------------------------------------------------ async API
     async def create(self, body: Any) -> dict[str, Any]:
         out = await self.db.write(self.create_sync, body)
         self.bus.publish("customer.changed", customer_id=out["id"])
+        await self.run_created_hooks(out)
         return out
 
     async def retrieve(self, ref: str) -> dict[str, Any]:
