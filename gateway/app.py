@@ -140,8 +140,12 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     gw: Gateway = app.state.gateway
     gw.loop = asyncio.get_running_loop()
     gw.providers = ProviderRegistry(
-        gw.settings, lambda p, m: gw.prices.rates(p, m).max_output_tokens
-        if gw.prices.known(p, m) else gw.settings.billing.default_max_output_tokens
+        gw.settings,
+        lambda p, m: (
+            gw.prices.rates(p, m).max_output_tokens
+            if gw.prices.known(p, m)
+            else gw.settings.billing.default_max_output_tokens
+        ),
     )
     app.state.providers = gw.providers
     gw.model_list = _model_list(gw)
@@ -186,8 +190,9 @@ def create_app(gw: Gateway) -> Litestar:
             render_plugins=[JsonRenderPlugin(path="/openapi.json")],
             components=Components(
                 security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer",
-                                             description="Admin key or app key (rs_...)")
+                    "bearer": SecurityScheme(
+                        type="http", scheme="bearer", description="Admin key or app key (rs_...)"
+                    )
                 }
             ),
             security=[{"bearer": []}],

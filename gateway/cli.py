@@ -51,8 +51,9 @@ def serve(args: argparse.Namespace) -> int:
     logging.getLogger("ringside").info(
         "Ringside serving on %s (database: %s)",
         runtime.base_url,
-        "postgresql" if settings.server.database_url and not
-        settings.database_url.startswith("sqlite") else settings.database_url,
+        "postgresql"
+        if settings.server.database_url and not settings.database_url.startswith("sqlite")
+        else settings.database_url,
     )
     runtime.run()
     return 0

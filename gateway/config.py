@@ -215,9 +215,7 @@ def _database_url(where: str, value: Any) -> str:
     url = _string(where, value)
     parsed = urlparse(url)
     if parsed.scheme not in ("sqlite", "postgres", "postgresql"):
-        raise ConfigError(
-            f"{where} must start with sqlite:/// or postgresql://, got {url!r}"
-        )
+        raise ConfigError(f"{where} must start with sqlite:/// or postgresql://, got {url!r}")
     if parsed.scheme != "sqlite" and not parsed.path.strip("/"):
         raise ConfigError(f"{where} must name a database, got {url!r}")
     return url
@@ -276,8 +274,9 @@ def _build(
         raise ConfigError(
             f"unknown section [{unknown[0]}] in config (known: {', '.join(sorted(known))})"
         )
-    server = _build_server(_check_keys("server", raw.get("server", {}), _SECTION_KEYS["server"]),
-                           env, overrides)
+    server = _build_server(
+        _check_keys("server", raw.get("server", {}), _SECTION_KEYS["server"]), env, overrides
+    )
     billing = _build_billing(
         _check_keys("billing", raw.get("billing", {}), _SECTION_KEYS["billing"])
     )
@@ -318,7 +317,9 @@ def _build_server(t: dict[str, Any], env: Mapping[str, str], o: dict[str, Any]) 
     if db_url is not None:
         db_url = _database_url("database URL", db_url)
     max_body = _number(
-        "[server] max_body_bytes", t.get("max_body_bytes", d.max_body_bytes), minimum=1024,
+        "[server] max_body_bytes",
+        t.get("max_body_bytes", d.max_body_bytes),
+        minimum=1024,
         integer=True,
     )
     log_level = _string("[server] log_level", t.get("log_level", d.log_level)).lower()
@@ -338,26 +339,30 @@ def _build_billing(t: dict[str, Any]) -> BillingSettings:
     d = BillingSettings()
     untagged = t.get("untagged", d.untagged)
     if untagged not in ("reject", "allow"):
-        raise ConfigError(f"[billing] untagged must be \"reject\" or \"allow\", got {untagged!r}")
-    share = _decimal("[billing] budget_warning_share",
-                     t.get("budget_warning_share", d.budget_warning_share))
+        raise ConfigError(f'[billing] untagged must be "reject" or "allow", got {untagged!r}')
+    share = _decimal(
+        "[billing] budget_warning_share", t.get("budget_warning_share", d.budget_warning_share)
+    )
     if not Decimal(0) < share < Decimal(1):
         raise ConfigError(f"[billing] budget_warning_share must be between 0 and 1, got {share}")
     model_markups_raw = t.get("model_markups", {})
     if not isinstance(model_markups_raw, dict):
-        raise ConfigError("[billing] model_markups must be a table of \"provider/model\" = markup")
+        raise ConfigError('[billing] model_markups must be a table of "provider/model" = markup')
     model_markups = {
         str(k): _decimal(f"[billing] model_markups.{k}", v) for k, v in model_markups_raw.items()
     }
     return BillingSettings(
         markup=_decimal("[billing] markup", t.get("markup", d.markup)),
         untagged=untagged,
-        hold_ttl_s=float(_number("[billing] hold_ttl_s", t.get("hold_ttl_s", d.hold_ttl_s),
-                                 minimum=1)),
+        hold_ttl_s=float(
+            _number("[billing] hold_ttl_s", t.get("hold_ttl_s", d.hold_ttl_s), minimum=1)
+        ),
         budget_warning_share=share,
         min_output_tokens=_number(
-            "[billing] min_output_tokens", t.get("min_output_tokens", d.min_output_tokens),
-            minimum=1, integer=True,
+            "[billing] min_output_tokens",
+            t.get("min_output_tokens", d.min_output_tokens),
+            minimum=1,
+            integer=True,
         ),
         default_max_output_tokens=_number(
             "[billing] default_max_output_tokens",
@@ -416,7 +421,9 @@ def _build_providers(t: Any, env: Mapping[str, str]) -> dict[str, ProviderSettin
             kind=kind,
             base_url=_http_url(f"{where} base_url", p["base_url"]),
             api_key=env.get(key_env) if key_env else None,
-            timeout_s=float(_number(f"{where} timeout_s", p.get("timeout_s", 600.0), minimum=0.001)),
+            timeout_s=float(
+                _number(f"{where} timeout_s", p.get("timeout_s", 600.0), minimum=0.001)
+            ),
             catalog_provider=_string(f"{where} catalog_provider", catalog) if catalog else None,
             models=tuple(models),
             latency_ms=_number(f"{where} latency_ms", p.get("latency_ms", 0), integer=True),
@@ -461,19 +468,41 @@ def _build_prices(t: Any) -> dict[str, PriceOverride]:
 def _build_webhooks(t: dict[str, Any]) -> WebhookSettings:
     d = WebhookSettings()
     return WebhookSettings(
-        initial_retry_delay_s=float(_number("[webhooks] initial_retry_delay_s",
-                                            t.get("initial_retry_delay_s", d.initial_retry_delay_s),
-                                            minimum=0.01)),
-        max_retry_age_h=float(_number("[webhooks] max_retry_age_h",
-                                      t.get("max_retry_age_h", d.max_retry_age_h), minimum=0.001)),
-        disable_after_h=float(_number("[webhooks] disable_after_h",
-                                      t.get("disable_after_h", d.disable_after_h), minimum=0.001)),
-        allow_private_networks=_bool("[webhooks] allow_private_networks",
-                                     t.get("allow_private_networks", d.allow_private_networks)),
-        timeout_s=float(_number("[webhooks] timeout_s", t.get("timeout_s", d.timeout_s),
-                                minimum=0.1)),
-        poll_interval_s=float(_number("[webhooks] poll_interval_s",
-                                      t.get("poll_interval_s", d.poll_interval_s), minimum=0.05)),
+        initial_retry_delay_s=float(
+            _number(
+                "[webhooks] initial_retry_delay_s",
+                t.get("initial_retry_delay_s", d.initial_retry_delay_s),
+                minimum=0.01,
+            )
+        ),
+        max_retry_age_h=float(
+            _number(
+                "[webhooks] max_retry_age_h",
+                t.get("max_retry_age_h", d.max_retry_age_h),
+                minimum=0.001,
+            )
+        ),
+        disable_after_h=float(
+            _number(
+                "[webhooks] disable_after_h",
+                t.get("disable_after_h", d.disable_after_h),
+                minimum=0.001,
+            )
+        ),
+        allow_private_networks=_bool(
+            "[webhooks] allow_private_networks",
+            t.get("allow_private_networks", d.allow_private_networks),
+        ),
+        timeout_s=float(
+            _number("[webhooks] timeout_s", t.get("timeout_s", d.timeout_s), minimum=0.1)
+        ),
+        poll_interval_s=float(
+            _number(
+                "[webhooks] poll_interval_s",
+                t.get("poll_interval_s", d.poll_interval_s),
+                minimum=0.05,
+            )
+        ),
     )
 
 
@@ -488,10 +517,12 @@ def _build_stripe(t: dict[str, Any], env: Mapping[str, str]) -> StripeSettings:
         api_key_env=key_env,
         api_key=env.get(key_env) or None,
         api_base=_http_url("[stripe] api_base", api_base) if api_base else None,
-        meter_event_name=_string("[stripe] meter_event_name",
-                                 t.get("meter_event_name", d.meter_event_name)),
+        meter_event_name=_string(
+            "[stripe] meter_event_name", t.get("meter_event_name", d.meter_event_name)
+        ),
         value=value,
         sync_cron=_cron("[stripe] sync_cron", t.get("sync_cron", d.sync_cron)),
-        create_customers=_bool("[stripe] create_customers",
-                               t.get("create_customers", d.create_customers)),
+        create_customers=_bool(
+            "[stripe] create_customers", t.get("create_customers", d.create_customers)
+        ),
     )

@@ -182,7 +182,9 @@ class LedgerUnavailable(ApiError):
     status = 503
     type = "api_error"
     code = "ledger_unavailable"
-    default_message = "The ledger cannot take the reservation right now; the call was not forwarded."
+    default_message = (
+        "The ledger cannot take the reservation right now; the call was not forwarded."
+    )
 
 
 class InternalError(ApiError):

@@ -29,8 +29,14 @@ async def purge_idempotency_keys(gw: Gateway) -> None:
 def start_scheduler(gw: Gateway) -> Any:
     scheduler = AsyncIOScheduler(timezone="UTC")
     scheduler.add_job(
-        purge_idempotency_keys, "interval", hours=1, args=[gw], id="idempotency-purge",
-        replace_existing=True, coalesce=True, max_instances=1,
+        purge_idempotency_keys,
+        "interval",
+        hours=1,
+        args=[gw],
+        id="idempotency-purge",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
     )
     for module_name in JOB_MODULES:
         try:

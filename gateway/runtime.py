@@ -101,8 +101,9 @@ class Runtime:
     # ------------------------------------------------------------------ embedded
     def start_in_thread(self, timeout: float = 15.0) -> None:
         self.server = _EmbeddedServer(self._config(embedded=True))
-        self._thread = threading.Thread(target=self._thread_main, name="ringside-gateway",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._thread_main, name="ringside-gateway", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

@@ -1,8 +1,8 @@
 """Bearer-key authentication: a guard on every route; route `opt["auth"]` sets the scope.
 
-  "public" - no key (only /healthz)
-  "app"    - an app key or the admin key (the proxy routes, the OpenAPI document)
-  default  - the admin key
+"public" - no key (only /healthz)
+"app"    - an app key or the admin key (the proxy routes, the OpenAPI document)
+default  - the admin key
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from gateway.errors import AuthenticationRequired, InsufficientPermissions
 from gateway.services.keys import Principal
 
 
-async def auth_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def auth_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     scope = handler.opt.get("auth")
     if scope == "public":
         return

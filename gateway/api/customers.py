@@ -33,14 +33,19 @@ async def create_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
         services.bus.publish("customer.changed", customer_id=created[0]["id"])
         await services.customers.run_created_hooks(created[0])
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return Response(content=result.body, status_code=result.status,
-                    media_type="application/json", headers=headers)
+    return Response(
+        content=result.body,
+        status_code=result.status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 @get("/v1/customers", tags=["customers"], summary="List customers (newest first)")
 async def list_customers(request: Request[Any, Any, Any]) -> Response[bytes]:
-    params = query(request, "limit", "starting_after", "ending_before", "status",
-                   "external_id", "search", "q")
+    params = query(
+        request, "limit", "starting_after", "ending_before", "status", "external_id", "search", "q"
+    )
     result = await _services(request).customers.list(params)
     return json_response(page(result.data, result.has_more, "/v1/customers"))
 
@@ -58,15 +63,23 @@ async def update_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(await _services(request).customers.update(customer_ref, body))
 
 
-@delete("/v1/customers/{customer_ref:str}", tags=["customers"], status_code=200,
-        summary="Archive a customer (its ledger and usage stay)")
+@delete(
+    "/v1/customers/{customer_ref:str}",
+    tags=["customers"],
+    status_code=200,
+    summary="Archive a customer (its ledger and usage stay)",
+)
 async def archive_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
     customer_ref = request.path_params["customer_ref"]
     return json_response(await _services(request).customers.archive(customer_ref))
 
 
-@post("/v1/customers/{customer_ref:str}/wallet/topup", tags=["wallets"], status_code=200,
-      summary="Top up a prepaid wallet (honours Idempotency-Key)")
+@post(
+    "/v1/customers/{customer_ref:str}/wallet/topup",
+    tags=["wallets"],
+    status_code=200,
+    summary="Top up a prepaid wallet (honours Idempotency-Key)",
+)
 async def topup_wallet(request: Request[Any, Any, Any]) -> Response[bytes]:
     customer_ref = request.path_params["customer_ref"]
     body = await json_body(request)
@@ -77,12 +90,19 @@ async def topup_wallet(request: Request[Any, Any, Any]) -> Response[bytes]:
         raw_body=await request.body(),
     )
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return Response(content=result.body, status_code=result.status,
-                    media_type="application/json", headers=headers)
+    return Response(
+        content=result.body,
+        status_code=result.status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
-@get("/v1/customers/{customer_ref:str}/wallet", tags=["wallets"],
-     summary="Wallet balance and transaction history")
+@get(
+    "/v1/customers/{customer_ref:str}/wallet",
+    tags=["wallets"],
+    summary="Wallet balance and transaction history",
+)
 async def get_wallet(request: Request[Any, Any, Any]) -> Response[bytes]:
     customer_ref = request.path_params["customer_ref"]
     n = parse_limit(request.query_params.get("limit"), default=100, maximum=1000)

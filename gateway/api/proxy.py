@@ -82,8 +82,9 @@ class ProxyCall:
             if not isinstance(messages, list) or not messages:
                 raise InvalidRequest("messages must be a non-empty array.", param="messages")
             if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
-                raise InvalidRequest("each message must be an object with a role.",
-                                     param="messages")
+                raise InvalidRequest(
+                    "each message must be an object with a role.", param="messages"
+                )
             n = _positive_int(body, "n", 128) or 1
             limit = max(
                 _positive_int(body, "max_tokens", 10_000_000) or 0,
@@ -172,8 +173,13 @@ def _spawn(state: Any, coro: Awaitable[Any]) -> asyncio.Task[Any]:
     return task
 
 
-@post("/v1/chat/completions", opt={"auth": "app"}, tags=["proxy"], status_code=200,
-      summary="OpenAI-compatible chat completions (JSON or SSE stream)")
+@post(
+    "/v1/chat/completions",
+    opt={"auth": "app"},
+    tags=["proxy"],
+    status_code=200,
+    summary="OpenAI-compatible chat completions (JSON or SSE stream)",
+)
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     call = ProxyCall(request, "chat")
     body, provider, estimate = await call.prepare()
@@ -309,8 +315,13 @@ async def _stream(
     return Stream(relay(), media_type="text/event-stream", headers=headers)
 
 
-@post("/v1/embeddings", opt={"auth": "app"}, tags=["proxy"], status_code=200,
-      summary="OpenAI-compatible embeddings")
+@post(
+    "/v1/embeddings",
+    opt={"auth": "app"},
+    tags=["proxy"],
+    status_code=200,
+    summary="OpenAI-compatible embeddings",
+)
 async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes]:
     call = ProxyCall(request, "embeddings")
     body, provider, estimate = await call.prepare()

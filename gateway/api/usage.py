@@ -9,8 +9,11 @@ from litestar import Request, Response, get
 from gateway.api.common import json_response, query
 
 
-@get("/v1/usage", tags=["usage"],
-     summary="Usage totals: requests, tokens, cost, price, margin; optional breakdown")
+@get(
+    "/v1/usage",
+    tags=["usage"],
+    summary="Usage totals: requests, tokens, cost, price, margin; optional breakdown",
+)
 async def get_usage(request: Request[Any, Any, Any]) -> Response[bytes]:
     params = query(request, "customer_id", "customer", "since", "until", "group_by")
     return json_response(await request.app.state.services.usage.usage(params))
@@ -18,8 +21,17 @@ async def get_usage(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get("/v1/requests", tags=["usage"], summary="The per-request log, newest first")
 async def list_requests(request: Request[Any, Any, Any]) -> Response[bytes]:
-    params = query(request, "customer_id", "customer", "model", "status", "since", "until",
-                   "starting_after", "limit")
+    params = query(
+        request,
+        "customer_id",
+        "customer",
+        "model",
+        "status",
+        "since",
+        "until",
+        "starting_after",
+        "limit",
+    )
     return json_response(await request.app.state.services.usage.requests(params))
 
 

@@ -163,7 +163,9 @@ class Ledger:
         if row is None:
             row = Customer.get_or_none(Customer.external_id == ref)
         if row is None:
-            raise CustomerNotFound(f"No customer with id or external_id '{ref}'.", param="FC-Customer")
+            raise CustomerNotFound(
+                f"No customer with id or external_id '{ref}'.", param="FC-Customer"
+            )
         return row
 
     # ------------------------------------------------------------------ reserve
@@ -193,7 +195,9 @@ class Ledger:
 
         customer = self.resolve_customer(customer_ref)
         if customer.status == "archived":
-            raise CustomerArchived(f"Customer '{customer.id}' is archived.", customer_id=customer.id)
+            raise CustomerArchived(
+                f"Customer '{customer.id}' is archived.", customer_id=customer.id
+            )
         if customer.status == "suspended":
             raise CustomerSuspended(
                 f"Customer '{customer.id}' is suspended.", customer_id=customer.id
@@ -356,7 +360,11 @@ class Ledger:
             fits_budget = budget_left is None or cost <= budget_left
             fits_wallet = wallet_left is None or price <= wallet_left
             if fits_budget and fits_wallet:
-                return out // est.output_multiplier if est.output_multiplier > 1 else out, cost, price
+                return (
+                    out // est.output_multiplier if est.output_multiplier > 1 else out,
+                    cost,
+                    price,
+                )
             if est.requested_output_tokens is not None or est.endpoint == "embeddings":
                 break
             # Rounding up can push the last nano over; shave a token and retry.
@@ -395,11 +403,15 @@ class Ledger:
             err = self._budget_error(customer, cap, period_row, refusal.need)
             # The cap is what stops this customer now: tell the operator once per month.
             if not period_row.exceeded:
-                changed = BudgetPeriod.update(exceeded=True).where(
-                    BudgetPeriod.customer_id == customer.id,
-                    BudgetPeriod.period == period_row.period,
-                    BudgetPeriod.exceeded == False,  # noqa: E712
-                ).execute()
+                changed = (
+                    BudgetPeriod.update(exceeded=True)
+                    .where(
+                        BudgetPeriod.customer_id == customer.id,
+                        BudgetPeriod.period == period_row.period,
+                        BudgetPeriod.exceeded == False,  # noqa: E712
+                    )
+                    .execute()
+                )
                 if changed:
                     events.append(
                         record_event(
@@ -412,9 +424,14 @@ class Ledger:
             return err, events
         err = self._wallet_error(customer, wallet, refusal.need)
         if wallet is not None and wallet.empty_armed:
-            changed = Wallet.update(empty_armed=False).where(
-                Wallet.customer_id == customer.id, Wallet.empty_armed == True  # noqa: E712
-            ).execute()
+            changed = (
+                Wallet.update(empty_armed=False)
+                .where(
+                    Wallet.customer_id == customer.id,
+                    Wallet.empty_armed == True,  # noqa: E712
+                )
+                .execute()
+            )
             if changed:
                 events.append(
                     record_event(
@@ -543,9 +560,7 @@ class Ledger:
                     .execute()
                     == 1
                 )
-            customer = (
-                Customer.get_or_none(Customer.id == r.customer_id) if r.customer_id else None
-            )
+            customer = Customer.get_or_none(Customer.id == r.customer_id) if r.customer_id else None
             if customer is not None:
                 # The month of the reservation owns the spend, even across midnight UTC.
                 release_budget = r.budget_hold_nanos if hold_live else 0
@@ -713,14 +728,16 @@ class Ledger:
         if threshold is not None and wallet.low_armed and before >= threshold > after:
             updates[Wallet.low_armed] = False
             events.append(
-                record_event("wallet.low", customer, self._wallet_data(customer, after),
-                             now_ms=now_ms)
+                record_event(
+                    "wallet.low", customer, self._wallet_data(customer, after), now_ms=now_ms
+                )
             )
         if wallet.empty_armed and after <= 0 < before:
             updates[Wallet.empty_armed] = False
             events.append(
-                record_event("wallet.empty", customer, self._wallet_data(customer, after),
-                             now_ms=now_ms)
+                record_event(
+                    "wallet.empty", customer, self._wallet_data(customer, after), now_ms=now_ms
+                )
             )
         if updates:
             Wallet.update(updates).where(Wallet.customer_id == customer.id).execute()
@@ -749,9 +766,7 @@ class Ledger:
         now_ms = to_ms(self.clock())
         released = 0
         lapsed = list(
-            Hold.select()
-            .where(Hold.status == "active", Hold.expires_ms < now_ms)
-            .limit(500)
+            Hold.select().where(Hold.status == "active", Hold.expires_ms < now_ms).limit(500)
         )
         for hold in lapsed:
             with self.db.tx():
@@ -763,7 +778,9 @@ class Ledger:
                 ):
                     continue  # settled or swept by someone else meanwhile
                 if hold.budget_nanos:
-                    BudgetPeriod.update(held_nanos=BudgetPeriod.held_nanos - hold.budget_nanos).where(
+                    BudgetPeriod.update(
+                        held_nanos=BudgetPeriod.held_nanos - hold.budget_nanos
+                    ).where(
                         BudgetPeriod.customer_id == hold.customer_id,
                         BudgetPeriod.period == hold.period,
                     ).execute()

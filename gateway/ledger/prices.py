@@ -174,7 +174,9 @@ class PriceBook:
             return False
         return True
 
-    def charge(self, rates: ModelRates, usage: TokenUsage, customer_markup: Decimal | None) -> Charge:
+    def charge(
+        self, rates: ModelRates, usage: TokenUsage, customer_markup: Decimal | None
+    ) -> Charge:
         from gateway.ledger.amounts import decimal_to_nanos
 
         exact = rates.cost(usage)

@@ -38,7 +38,9 @@ def _text_of(content: Any) -> str:
         return content
     if isinstance(content, list):
         return " ".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
         )
     return ""
 
@@ -78,8 +80,9 @@ class MockProvider(Provider):
         if "error" in d:
             status = d["error"]
             code = "rate_limit_exceeded" if status == 429 else "server_error"
-            raise UpstreamFailure("status", f"mock upstream error {status}", status=status,
-                                  code=code)
+            raise UpstreamFailure(
+                "status", f"mock upstream error {status}", status=status, code=code
+            )
         if "timeout" in d:
             raise UpstreamFailure("timeout", "mock upstream timed out")
         seed = hashlib.sha256(encode(body.get("messages"))).digest()
@@ -90,7 +93,9 @@ class MockProvider(Provider):
             n = d["ignore_max_tokens"]
         words = [_WORDS[(seed[i % 32] + i) % len(_WORDS)] for i in range(n)]
         prompt = _prompt_tokens(body)
-        cached = (prompt // 2) if str(body.get("model", "")).endswith("smart") and prompt > 64 else 0
+        cached = (
+            (prompt // 2) if str(body.get("model", "")).endswith("smart") and prompt > 64 else 0
+        )
         reasoning = n // 3 if "reasoning" in str(body.get("model", "")) else 0
         usage = TokenUsage(
             input_tokens=prompt,

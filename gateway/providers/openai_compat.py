@@ -132,7 +132,9 @@ class OpenAICompatProvider(Provider):
         try:
             data = msgspec.json.decode(resp.content)
         except msgspec.DecodeError:
-            raise UpstreamFailure("protocol", f"Provider '{self.name}' sent invalid JSON.") from None
+            raise UpstreamFailure(
+                "protocol", f"Provider '{self.name}' sent invalid JSON."
+            ) from None
         if not isinstance(data, dict):
             raise UpstreamFailure("protocol", f"Provider '{self.name}' sent an unexpected body.")
         return data

@@ -84,8 +84,15 @@ class UsageService:
         totals = defaultdict(int)
         groups: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for row in rows:
-            for k in ("requests", "input_tokens", "output_tokens", "cached_tokens",
-                      "reasoning_tokens", "cost", "price"):
+            for k in (
+                "requests",
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "reasoning_tokens",
+                "cost",
+                "price",
+            ):
                 totals[k] += row[k]
             if group_by:
                 key = {"day": row["day"], "model": row["model"], "customer": row["customer_id"]}[
@@ -189,7 +196,11 @@ class UsageService:
         if model:
             name = model.removeprefix("fc:")
             provider, _, bare = name.partition("/")
-            q = q.where(R.provider == provider, R.model == bare) if bare else q.where(R.model == name)
+            q = (
+                q.where(R.provider == provider, R.model == bare)
+                if bare
+                else q.where(R.model == name)
+            )
         status = params.get("status")
         if status:
             if status not in REQUEST_STATUSES:
@@ -242,4 +253,3 @@ def request_to_api(r: RequestLog) -> dict[str, Any]:
         "created": r.created_ms // 1000,
         "created_at": iso_ms(r.created_ms),
     }
-

@@ -29,7 +29,11 @@ def reject_unknown(body: dict[str, Any], allowed: set[str]) -> None:
 
 
 def string(
-    body: dict[str, Any], name: str, *, required: bool = False, max_len: int = 255,
+    body: dict[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    max_len: int = 255,
     allow_none: bool = True,
 ) -> str | None:
     if name not in body or (body[name] is None and allow_none and not required):
@@ -109,7 +113,9 @@ def metadata(body: dict[str, Any], name: str = "metadata") -> dict[str, str] | N
             raise InvalidRequest(f"{name}.{k} must be a string or a number.", param=f"{name}[{k}]")
         text = str(v)
         if len(text) > 500:
-            raise InvalidRequest(f"{name}.{k} must be at most 500 characters.", param=f"{name}[{k}]")
+            raise InvalidRequest(
+                f"{name}.{k} must be at most 500 characters.", param=f"{name}[{k}]"
+            )
         out[k] = text
     return out
 

@@ -396,6 +396,8 @@ def test_max_tokens_default_and_overrides() -> None:
     assert translate({"messages": messages, "max_completion_tokens": 50})["max_tokens"] == 50
     both = {"messages": messages, "max_tokens": 100, "max_completion_tokens": 50}
     assert translate(both)["max_tokens"] == 50
+    both = {"messages": messages, "max_tokens": 30, "max_completion_tokens": 50}
+    assert translate(both)["max_tokens"] == 30
     other = to_anthropic_request(
         {"model": "claude-x", "messages": messages}, default_max, stream=False
     )
@@ -1060,3 +1062,43 @@ async def test_stream_sends_headers(provider: AnthropicProvider, httpx_mock: HTT
     assert request.url == MESSAGES_URL
     assert request.headers["x-api-key"] == "sk-ant-test"
     assert request.headers["anthropic-version"] == "2023-06-01"
+
+
+async def test_closing_an_unread_stream_releases_the_response(
+    provider: AnthropicProvider, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(sse(*realistic_stream())))
+    stream = await provider.chat_stream(
+        {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+    )
+    await stream.aclose()
+    await stream.aclose()
+    assert stream._response.is_closed  # type: ignore[attr-defined]
+
+
+def test_pdf_file_part_becomes_a_document_block() -> None:
+    out = translate(
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "file",
+                            "file": {
+                                "filename": "a.pdf",
+                                "file_data": "data:application/pdf;base64,JVBERi0=",
+                            },
+                        },
+                        {"type": "file", "file": {"file_id": "file-abc"}},
+                    ],
+                }
+            ]
+        }
+    )
+    assert out["messages"][0]["content"] == [
+        {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+        }
+    ]

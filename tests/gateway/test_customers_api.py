@@ -22,8 +22,15 @@ async def test_healthz_needs_no_key(client: Any) -> None:
 
 
 async def test_customer_lifecycle(client: Any) -> None:
-    r = await create(client, external_id="u-1", name="Alice", email="a@example.com",
-                     budget_usd=25.5, markup=1.5, metadata={"plan": "pro"})
+    r = await create(
+        client,
+        external_id="u-1",
+        name="Alice",
+        email="a@example.com",
+        budget_usd=25.5,
+        markup=1.5,
+        metadata={"plan": "pro"},
+    )
     assert r.status_code == 201, r.text
     c = r.json()
     assert c["id"].startswith("cus_") and c["object"] == "customer"
@@ -32,9 +39,11 @@ async def test_customer_lifecycle(client: Any) -> None:
     # by id and by external id
     assert (await client.get(f"/v1/customers/{c['id']}", headers=admin())).json()["id"] == c["id"]
     assert (await client.get("/v1/customers/u-1", headers=admin())).json()["id"] == c["id"]
-    r = await client.patch(f"/v1/customers/{c['id']}", json={"monthly_budget_usd": 10,
-                                                             "status": "suspended"},
-                           headers=admin())
+    r = await client.patch(
+        f"/v1/customers/{c['id']}",
+        json={"monthly_budget_usd": 10, "status": "suspended"},
+        headers=admin(),
+    )
     assert r.status_code == 200
     assert r.json()["monthly_budget_usd"] == 10 and r.json()["status"] == "suspended"
     r = await client.delete(f"/v1/customers/{c['id']}", headers=admin())
@@ -74,8 +83,9 @@ async def test_budget_alias_and_validation(client: Any) -> None:
 async def test_list_pagination_and_filters(client: Any) -> None:
     ids = []
     for i in range(5):
-        r = await create(client, external_id=f"p{i}", name=f"Person {i}",
-                         email=f"p{i}@corp.example")
+        r = await create(
+            client, external_id=f"p{i}", name=f"Person {i}", email=f"p{i}@corp.example"
+        )
         ids.append(r.json()["id"])
     r = await client.get("/v1/customers?limit=2", headers=admin())
     page1 = r.json()
@@ -83,8 +93,9 @@ async def test_list_pagination_and_filters(client: Any) -> None:
     seen = [c["id"] for c in page1["data"]]
     cursor = seen[-1]
     while True:
-        page = (await client.get(f"/v1/customers?limit=2&starting_after={cursor}",
-                                 headers=admin())).json()
+        page = (
+            await client.get(f"/v1/customers?limit=2&starting_after={cursor}", headers=admin())
+        ).json()
         seen += [c["id"] for c in page["data"]]
         if not page["has_more"]:
             break
@@ -118,8 +129,12 @@ async def test_keys_scope_and_revocation(client: Any) -> None:
     r = await client.get("/v1/customers", headers=app)
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_permissions"
     # bad keys
-    for h in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
-              {"Authorization": "Bearer rs_wrong"}):
+    for h in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer rs_wrong"},
+    ):
         r = await client.get("/v1/customers", headers=h)
         assert r.status_code == 401, h
         assert r.json()["error"]["type"] == "authentication_error"
