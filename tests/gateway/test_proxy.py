@@ -1,0 +1,301 @@
+"""The proxy routes through the real app: shapes, metering, upstream failures, customer rules."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+from pytest_httpx import HTTPXMock, IteratorStream
+
+from gateway.app import create_app
+from tests.conftest import admin
+
+LOCAL = """
+[billing]
+markup = 1.25
+
+[providers.local]
+base_url = "http://upstream.test/v1"
+api_key_env = "LOCAL_API_KEY"
+timeout_s = 5
+
+[prices."local/llama"]
+input_usd_per_mtok = 0.20
+output_usd_per_mtok = 0.60
+cached_input_usd_per_mtok = 0.10
+"""
+
+
+def completion(prompt: int = 1000, completion: int = 500, cached: int = 0) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "llama",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"},
+             "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        },
+    }
+
+
+@pytest.fixture
+async def local(gateway_factory: Any) -> Any:
+    gw = gateway_factory(LOCAL, env={"LOCAL_API_KEY": "sk-local"})
+    async with AsyncTestClient(app=create_app(gw)) as c:
+        c.gw = gw  # type: ignore[attr-defined]
+        yield c
+
+
+async def new_customer(client: Any, **body: Any) -> dict[str, Any]:
+    body.setdefault("external_id", f"c-{id(body)}")
+    body.setdefault("name", "Customer")
+    r = await client.post("/v1/customers", json=body, headers=admin())
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def chat(model: str = "fc:local/llama", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "Hello"}], **extra}
+
+
+async def test_non_stream_meters_exact_cost_price_and_margin(
+    local: Any, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(url="http://upstream.test/v1/chat/completions",
+                            json=completion(1000, 500, cached=200))
+    cus = await new_customer(local)
+    r = await local.post("/v1/chat/completions", json=chat(),
+                         headers=admin({"FC-Customer": cus["id"]}))
+    assert r.status_code == 200, r.text
+    # 800 x 0.20 + 200 x 0.10 + 500 x 0.60 per Mtok = 0.00048 USD; x1.25 = 0.0006
+    usage = r.json()["usage"]
+    assert Decimal(str(usage["cost_usd"])) == Decimal("0.00048")
+    assert Decimal(str(usage["price_usd"])) == Decimal("0.0006")
+    assert r.headers["FC-Cost-USD"] == "0.00048"
+    assert r.headers["FC-Price-USD"] == "0.0006"
+    assert r.headers["FC-Request-Id"].startswith("req_")
+    sent = httpx_mock.get_requests()[0]
+    assert sent.headers["authorization"] == "Bearer sk-local"
+    body = json.loads(sent.content)
+    assert body["model"] == "llama"  # the upstream sees the bare model name
+    # the request log and usage totals agree with the response
+    log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
+    assert log["id"] == r.headers["FC-Request-Id"]
+    assert (log["input_tokens"], log["cached_tokens"], log["output_tokens"]) == (1000, 200, 500)
+    assert log["margin_usd"] == pytest.approx(0.00012)
+    total = (await local.get(f"/v1/usage?customer_id={cus['id']}", headers=admin())).json()
+    assert total["requests"] == 1 and total["total_cost_usd"] == 0.00048
+    assert total["margin_usd"] == 0.00012
+
+
+async def test_markup_precedence(gateway_factory: Any, httpx_mock: HTTPXMock) -> None:
+    config = LOCAL + '\n[billing.model_markups]\n"local/llama" = 2\n'
+    config = config.replace("[billing]\nmarkup = 1.25\n", "[billing]\nmarkup = 1.25\n")
+    gw = gateway_factory(LOCAL.replace("cached_input_usd_per_mtok = 0.10",
+                                       "cached_input_usd_per_mtok = 0.10\nmarkup = 2"))
+    httpx_mock.add_response(json=completion(1_000_000, 0), is_reusable=True)
+    async with AsyncTestClient(app=create_app(gw)) as c:
+        plain = await new_customer(c, external_id="plain")
+        special = await new_customer(c, external_id="special", markup=3)
+        r1 = await c.post("/v1/chat/completions", json=chat(),
+                          headers=admin({"FC-Customer": plain["id"]}))
+        r2 = await c.post("/v1/chat/completions", json=chat(),
+                          headers=admin({"FC-Customer": "special"}))
+    assert r1.headers["FC-Cost-USD"] == "0.2" and r1.headers["FC-Price-USD"] == "0.4"
+    assert r2.headers["FC-Price-USD"] == "0.6"
+
+
+async def test_stream_relays_chunks_and_final_usage(local: Any, httpx_mock: HTTPXMock) -> None:
+    chunks = [
+        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "llama",
+         "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+        for word in ("Hel", "lo")
+    ]
+    usage_chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "llama",
+                   "choices": [], "usage": completion(100, 2)["usage"]}
+    body = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in [*chunks, usage_chunk])
+    httpx_mock.add_response(stream=IteratorStream([body, b"data: [DONE]\n\n"]),
+                            headers={"content-type": "text/event-stream"}, is_reusable=True)
+    cus = await new_customer(local)
+    for wants_usage in (True, False):
+        extra: dict[str, Any] = {"stream": True}
+        if wants_usage:
+            extra["stream_options"] = {"include_usage": True}
+        r = await local.post("/v1/chat/completions", json=chat(**extra),
+                             headers=admin({"FC-Customer": cus["id"]}))
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        parsed = [json.loads(e) for e in events[:-1]]
+        assert [p["choices"][0]["delta"]["content"] for p in parsed if p["choices"]] == ["Hel",
+                                                                                         "lo"]
+        usage = [p for p in parsed if p.get("usage")]
+        if wants_usage:
+            assert len(usage) == 1
+            assert usage[0]["usage"]["cost_usd"] == pytest.approx(100 * 0.2e-6 + 2 * 0.6e-6)
+        else:
+            assert usage == []  # Ringside asked for usage itself and strips it again
+    # Ringside always asked the upstream for usage
+    for req in httpx_mock.get_requests():
+        assert json.loads(req.content)["stream_options"] == {"include_usage": True}
+    total = (await local.get(f"/v1/usage?customer_id={cus['id']}", headers=admin())).json()
+    assert total["requests"] == 2 and total["output_tokens"] == 4
+
+
+async def test_cut_stream_is_charged_for_what_was_produced(local: Any) -> None:
+    cus = await new_customer(local)
+    r = await local.post(
+        "/v1/chat/completions",
+        json=chat("fc:mock/mock-fast", stream=True,
+                  messages=[{"role": "user", "content": "go [mock:cut=5] [mock:tokens=40]"}]),
+        headers=admin({"FC-Customer": cus["id"]}),
+    )
+    assert r.status_code == 200
+    assert '"upstream_error"' in r.text and "[DONE]" not in r.text
+    log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
+    assert log["status"] == "cut"
+    assert log["output_tokens"] == 5 and log["cost_usd"] > 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [("500", 502, "upstream_error"), ("503", 502, "upstream_error"),
+     ("429", 429, "upstream_rate_limited"), ("timeout", 504, "upstream_timeout"),
+     ("connect", 502, "upstream_error")],
+)
+async def test_upstream_failures_are_mapped_and_not_charged(
+    local: Any, httpx_mock: HTTPXMock, kind: str, status: int, code: str
+) -> None:
+    if kind == "timeout":
+        httpx_mock.add_exception(httpx.ReadTimeout("slow"))
+    elif kind == "connect":
+        httpx_mock.add_exception(httpx.ConnectError("refused"))
+    else:
+        httpx_mock.add_response(status_code=int(kind), json={"error": {"message": "boom"}})
+    cus = await new_customer(local, budget_usd=1)
+    r = await local.post("/v1/chat/completions", json=chat(),
+                         headers=admin({"FC-Customer": cus["id"]}))
+    assert r.status_code == status
+    assert r.json()["error"]["code"] == code
+    assert r.headers["FC-Request-Id"].startswith("req_")
+    log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
+    assert log["status"] == "error" and log["cost_usd"] == 0 and log["error_code"] == code
+    c = (await local.get(f"/v1/customers/{cus['id']}", headers=admin())).json()
+    assert c["budget"]["spent_usd"] == 0 and c["budget"]["held_usd"] == 0
+
+
+async def test_stream_upstream_error_before_first_byte(local: Any, httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=500, json={"error": {"message": "down"}})
+    cus = await new_customer(local)
+    r = await local.post("/v1/chat/completions", json=chat(stream=True),
+                         headers=admin({"FC-Customer": cus["id"]}))
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
+
+
+async def test_customer_rules(local: Any) -> None:
+    body = chat("fc:mock/mock-fast")
+    r = await local.post("/v1/chat/completions", json=body, headers=admin())
+    assert r.status_code == 400 and r.json()["error"]["code"] == "customer_required"
+    r = await local.post("/v1/chat/completions", json=body,
+                         headers=admin({"FC-Customer": "ghost"}))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "customer_not_found"
+    cus = await new_customer(local, external_id="ext-42")
+    r = await local.post("/v1/chat/completions", json=body,
+                         headers=admin({"FC-Customer": "ext-42"}))
+    assert r.status_code == 200
+    await local.patch(f"/v1/customers/{cus['id']}", json={"status": "suspended"},
+                      headers=admin())
+    r = await local.post("/v1/chat/completions", json=body,
+                         headers=admin({"FC-Customer": cus["id"]}))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "customer_suspended"
+    await local.patch(f"/v1/customers/{cus['id']}", json={"status": "active"}, headers=admin())
+    await local.delete(f"/v1/customers/{cus['id']}", headers=admin())
+    r = await local.post("/v1/chat/completions", json=body,
+                         headers=admin({"FC-Customer": cus["id"]}))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "customer_archived"
+    # its usage stays queryable
+    total = (await local.get(f"/v1/usage?customer_id={cus['id']}", headers=admin())).json()
+    assert total["requests"] == 1
+
+
+async def test_untagged_allowed_when_configured(gateway_factory: Any) -> None:
+    gw = gateway_factory('[billing]\nuntagged = "allow"\n')
+    async with AsyncTestClient(app=create_app(gw)) as c:
+        r = await c.post("/v1/chat/completions", json=chat("fc:mock/mock-fast"), headers=admin())
+        assert r.status_code == 200
+        log = (await c.get("/v1/requests", headers=admin())).json()["data"][0]
+        assert log["customer_id"] is None and log["cost_usd"] > 0
+        usage = (await c.get("/v1/usage?group_by=customer", headers=admin())).json()
+        assert usage["requests"] == 1 and usage["breakdown"][0]["customer_id"] is None
+
+
+async def test_unknown_price_and_model_errors(local: Any) -> None:
+    cus = await new_customer(local)
+    h = admin({"FC-Customer": cus["id"]})
+    r = await local.post("/v1/chat/completions", json=chat("fc:local/unpriced"), headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "model_price_unknown"
+    r = await local.post("/v1/chat/completions", json=chat("fc:nowhere/x"), headers=h)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    r = await local.post("/v1/chat/completions", json=chat("gpt-4o"), headers=h)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+    r = await local.post("/v1/chat/completions", json=chat("fc:mock/mock-fast", max_tokens=-1),
+                         headers=h)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
+
+
+async def test_models_list_and_embeddings(local: Any) -> None:
+    r = await local.get("/v1/models", headers=admin())
+    ids = {m["id"] for m in r.json()["data"]}
+    assert {"fc:mock/mock-fast", "fc:local/llama", "fc:openai/gpt-4o-mini",
+            "fc:anthropic/claude-sonnet-4-5"} <= ids
+    cus = await new_customer(local)
+    r = await local.post("/v1/embeddings",
+                         json={"model": "fc:mock/mock-embed", "input": ["a", "bb"]},
+                         headers=admin({"FC-Customer": cus["id"]}))
+    assert r.status_code == 200
+    assert len(r.json()["data"]) == 2 and r.json()["usage"]["cost_usd"] > 0
+
+
+async def test_usage_grouping_and_time_filters(local: Any) -> None:
+    a = await new_customer(local, external_id="ga")
+    b = await new_customer(local, external_id="gb")
+    for cus, model in ((a, "mock-fast"), (a, "mock-smart"), (b, "mock-fast")):
+        r = await local.post("/v1/chat/completions", json=chat(f"fc:mock/{model}"),
+                             headers=admin({"FC-Customer": cus["id"]}))
+        assert r.status_code == 200
+    by_model = (await local.get("/v1/usage?group_by=model", headers=admin())).json()
+    assert {g["model"]: g["requests"] for g in by_model["breakdown"]} == {
+        "mock/mock-fast": 2, "mock/mock-smart": 1}
+    by_customer = (await local.get("/v1/usage?group_by=customer", headers=admin())).json()
+    assert sum(g["requests"] for g in by_customer["breakdown"]) == 3
+    total = by_customer["total_cost_usd"]
+    assert sum(Decimal(str(g["total_cost_usd"])) for g in by_customer["breakdown"]) == Decimal(
+        str(total))
+    by_day = (await local.get("/v1/usage?group_by=day&since=2020-01-01T00:00:00Z",
+                              headers=admin())).json()
+    assert by_day["requests"] == 3 and len(by_day["breakdown"]) == 1
+    precise = (await local.get("/v1/usage?since=2020-01-01T10:30:00Z", headers=admin())).json()
+    assert precise["requests"] == 3  # served from the request log
+    future = (await local.get("/v1/usage?since=2999-01-01", headers=admin())).json()
+    assert future["requests"] == 0
+    bad = await local.get("/v1/usage?since=yesterday", headers=admin())
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "since"
+    bad = await local.get("/v1/usage?group_by=week", headers=admin())
+    assert bad.status_code == 400
+    page = (await local.get(f"/v1/requests?customer_id={a['id']}&limit=1", headers=admin())).json()
+    assert page["has_more"] is True and len(page["data"]) == 1
+    nxt = (await local.get(f"/v1/requests?customer_id={a['id']}&limit=1"
+                           f"&starting_after={page['data'][0]['id']}", headers=admin())).json()
+    assert nxt["has_more"] is False and nxt["data"][0]["id"] != page["data"][0]["id"]
