@@ -1,4 +1,4 @@
-"""`python -m gateway` runs the gateway headless, like `ringside serve`."""
+"""`python -m gateway [serve] [options]` runs the gateway headless, like `ringside serve`."""
 
 from __future__ import annotations
 
@@ -7,4 +7,7 @@ import sys
 from gateway.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["serve", *sys.argv[1:]]))
+    args = sys.argv[1:]
+    if not args or args[0] != "serve":
+        args = ["serve", *args]
+    sys.exit(main(args))
