@@ -18,7 +18,8 @@ for info in pkgutil.walk_packages(gateway.__path__, 'gateway.'):
     if info.name != 'gateway.__main__':
         importlib.import_module(info.name)
 import ringside_tui.cli  # the entry point imports Textual lazily
-print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {targets})))
+print(','.join(sorted(m for m, mod in sys.modules.items()
+                     if mod is not None and m.split('.')[0] in {targets})))
 """
 
 
@@ -35,4 +36,4 @@ def test_gateway_imports_with_textual_and_rich_blocked() -> None:
 
 
 def test_gateway_never_loads_textual() -> None:
-    assert run(IMPORT_ALL.format(prelude="", targets="('textual', 'ringside_tui.app')")) == ""
+    assert run(IMPORT_ALL.format(prelude="", targets="('textual',)")) == ""
