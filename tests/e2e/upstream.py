@@ -54,7 +54,7 @@ class FakeUpstream:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with upstream.lock:
                     upstream.requests.append({"path": self.path, "body": body,
-                                              "headers": dict(self.headers)})
+                                              "headers": {k.lower(): v for k, v in self.headers.items()}})
                 text = _text(body.get("messages", []))
                 if m := re.search(r"\[sleep=([\d.]+)\]", text):
                     time.sleep(float(m.group(1)))
