@@ -109,7 +109,7 @@ def _attach_extra_services(gw: Gateway) -> None:
         try:
             module = __import__(module_name, fromlist=["build_service"])
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name is None or not module_name.startswith(exc.name):
                 raise
             continue
         build = getattr(module, "build_service", None)
@@ -217,7 +217,7 @@ def _extra_routes() -> list[Any]:
         try:
             module = __import__(module_name, fromlist=["ROUTES"])
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name is None or not module_name.startswith(exc.name):
                 raise
             continue
         routes.extend(module.ROUTES)

@@ -42,7 +42,7 @@ def start_scheduler(gw: Gateway) -> Any:
         try:
             module = __import__(module_name, fromlist=["register_jobs"])
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name is None or not module_name.startswith(exc.name):
                 raise
             continue
         register = getattr(module, "register_jobs", None)

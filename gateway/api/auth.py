@@ -24,8 +24,11 @@ async def auth_guard(
         return
     if scope is None and connection.url.path.startswith("/schema"):
         scope = "app"
-    header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    header = connection.headers.get("authorization")
+    if header is None and "x-api-key" in connection.headers:
+        # The anthropic SDK sends its key this way; same keys, same rules.
+        header = "Bearer " + connection.headers["x-api-key"]
+    scheme, _, token = (header or "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 512:
         raise AuthenticationRequired()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -31,6 +32,8 @@ from gateway.ledger.amounts import nanos_to_header, nanos_to_json
 from gateway.ledger.bounds import chat_input_bound, embeddings_input_bound
 from gateway.ledger.ledger import CallEstimate, Outcome, Reservation, Settlement
 from gateway.ledger.prices import TokenUsage
+from gateway.providers.anthropic import AnthropicProvider
+from gateway.providers.anthropic_native import create_message, stream_message
 from gateway.providers.base import Provider, UpstreamFailure
 from gateway.providers.registry import parse_model
 
@@ -71,13 +74,22 @@ class ProxyCall:
         body = decode(raw)
         if not isinstance(body, dict):
             raise InvalidRequest("The request body must be a JSON object.")
-        provider_name, model = parse_model(body.get("model"))
+        model_ref = body.get("model")
+        if self.endpoint == "messages" and isinstance(model_ref, str) and "/" not in model_ref:
+            model_ref = f"anthropic/{model_ref}"  # the anthropic SDK sends bare model names
+        provider_name, model = parse_model(model_ref)
         provider = self.state.providers.get(provider_name, model)
+        if self.endpoint == "messages" and not isinstance(provider, AnthropicProvider):
+            raise InvalidRequest(
+                f"/v1/messages serves Anthropic providers; '{provider_name}' is not one. "
+                "Use /v1/chat/completions.",
+                param="model",
+            )
         rates = self.state.prices.rates(provider_name, model)
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise InvalidRequest("stream must be true or false.", param="stream")
-        if self.endpoint == "chat":
+        if self.endpoint in ("chat", "messages"):
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
                 raise InvalidRequest("messages must be a non-empty array.", param="messages")
@@ -85,13 +97,15 @@ class ProxyCall:
                 raise InvalidRequest(
                     "each message must be an object with a role.", param="messages"
                 )
-            n = _positive_int(body, "n", 128) or 1
+            n = _positive_int(body, "n", 128) or 1 if self.endpoint == "chat" else 1
             limit = max(
                 _positive_int(body, "max_tokens", 10_000_000) or 0,
                 _positive_int(body, "max_completion_tokens", 10_000_000) or 0,
             )
             requested = limit * n if limit else None
             input_bound = chat_input_bound(body)
+            if self.endpoint == "messages" and body.get("system") is not None:
+                input_bound += len(encode(body["system"]))
         else:
             if body.get("input") in (None, "", []):
                 raise InvalidRequest("input is required.", param="input")
@@ -132,7 +146,10 @@ class ProxyCall:
             out.pop("max_tokens", None)
             out.pop("max_completion_tokens", None)
             out[provider.output_limit_param(est.model)] = reservation.max_output_tokens
-        if est.stream:
+        if est.endpoint == "messages":
+            if "max_tokens" not in out:  # Anthropic requires it
+                out["max_tokens"] = est.rates.max_output_tokens
+        elif est.stream:
             options = dict(out.get("stream_options") or {})
             options["include_usage"] = True
             out["stream_options"] = options
@@ -201,6 +218,8 @@ async def _unary_prepared(
             try:
                 if call.endpoint == "chat":
                     result = await provider.chat(upstream)
+                elif call.endpoint == "messages":
+                    result = await create_message(provider, upstream)  # type: ignore[arg-type]
                 else:
                     result = await provider.embeddings(upstream)
             except UpstreamFailure as f:
@@ -236,6 +255,11 @@ async def _stream(
     reservation = await state.ledger.reserve(call.customer_ref(), estimate)
     state.holds.track(reservation.hold_id)
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    open_stream = (
+        functools.partial(stream_message, provider)  # type: ignore[arg-type]
+        if call.endpoint == "messages"
+        else provider.chat_stream
+    )
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     opened: asyncio.Future[ApiError | None] = asyncio.get_running_loop().create_future()
 
@@ -243,7 +267,7 @@ async def _stream(
         """Open the upstream stream, relay it into the queue, settle. Never cancelled by
         the client going away: it runs as its own task."""
         try:
-            upstream = await provider.chat_stream(call.upstream_body(body, provider, reservation))
+            upstream = await open_stream(call.upstream_body(body, provider, reservation))
         except UpstreamFailure as f:
             state.holds.untrack(reservation.hold_id)
             opened.set_result(await call.fail(reservation, f))
@@ -262,6 +286,11 @@ async def _stream(
         failure: UpstreamFailure | None = None
         try:
             async for chunk in upstream:
+                if upstream.framed:  # relayed as they are, usage events included
+                    usage = chunk.usage or usage
+                    produced += chunk.output_tokens
+                    queue.put_nowait(chunk.data)
+                    continue
                 if chunk.usage is not None:
                     usage, usage_data = chunk.usage, chunk.data
                     continue
@@ -294,7 +323,17 @@ async def _stream(
                 chunk_obj["usage"]["cost_usd"] = nanos_to_json(settlement.cost_nanos)
                 chunk_obj["usage"]["price_usd"] = nanos_to_json(settlement.price_nanos)
             queue.put_nowait(b"data: " + encode(chunk_obj) + b"\n\n")
-        queue.put_nowait(b"data: " + encode(error.body()) + b"\n\n" if error else _DONE)
+        if upstream.framed:
+            if error is not None:
+                queue.put_nowait(
+                    b"event: error\ndata: "
+                    + encode(
+                        {"type": "error", "error": {"type": "api_error", "message": error.message}}
+                    )
+                    + b"\n\n"
+                )
+        else:
+            queue.put_nowait(b"data: " + encode(error.body()) + b"\n\n" if error else _DONE)
         queue.put_nowait(None)
 
     _spawn(state, run())
@@ -328,9 +367,24 @@ async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes]:
     return await _unary_prepared(call, body, provider, estimate)
 
 
+@post(
+    "/v1/messages",
+    opt={"auth": "app"},
+    tags=["proxy"],
+    status_code=200,
+    summary="Anthropic Messages API passthrough (for the anthropic SDK), metered",
+)
+async def anthropic_messages(request: Request[Any, Any, Any]) -> Response[Any]:
+    call = ProxyCall(request, "messages")
+    body, provider, estimate = await call.prepare()
+    if not estimate.stream:
+        return await _unary_prepared(call, body, provider, estimate)
+    return await _stream(call, body, provider, estimate)
+
+
 @get("/v1/models", opt={"auth": "app"}, tags=["proxy"], summary="Routable models")
 async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response({"object": "list", "data": request.app.state.model_list})
 
 
-ROUTES = [chat_completions, embeddings, list_models]
+ROUTES = [chat_completions, embeddings, anthropic_messages, list_models]

@@ -53,7 +53,13 @@ class StreamChunk:
 
 
 class ChatStream(ABC):
-    """An open upstream stream: iterate chunks, then close. Status was already checked."""
+    """An open upstream stream: iterate chunks, then close. Status was already checked.
+
+    `framed` streams yield complete SSE events to relay as they are (Anthropic's native
+    format); others yield OpenAI chunk payloads that the proxy frames as `data:` lines.
+    """
+
+    framed: bool = False
 
     @abstractmethod
     def __aiter__(self) -> AsyncIterator[StreamChunk]: ...

@@ -48,7 +48,10 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            self.args,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.history.append(self.proc)
@@ -93,17 +96,27 @@ def ringside_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         n = len(servers)
         data = data_dir or tmp_path / f"data{n}"
         port = free_port()
-        args = [sys.executable, "-m", "gateway", "serve", "--port", str(port),
-                "--data-dir", str(data)]
+        args = [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+        ]
         if config:
             cfg = tmp_path / f"ringside{n}.toml"
             cfg.write_text(config)
             args += ["--config", str(cfg)]
         if database_url:
             args += ["--database-url", database_url]
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RINGSIDE_",
-                                                                             "OPENAI_",
-                                                                             "ANTHROPIC_"))}
+        full_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RINGSIDE_", "OPENAI_", "ANTHROPIC_"))
+        }
         full_env.update({"RINGSIDE_ADMIN_KEY": ADMIN_KEY, "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
         server = ServerProcess(args, full_env, port, data, tmp_path / f"server{n}.log")

@@ -62,24 +62,37 @@ async def make_customer(base: str, headers: dict[str, str], **fields: Any) -> di
         return cus
 
 
-async def race(bases: list[str], headers: dict[str, str], customer_id: str,
-               n: int) -> list[httpx.Response]:
+async def race(
+    bases: list[str], headers: dict[str, str], customer_id: str, n: int
+) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=64)
-    clients = [httpx.AsyncClient(base_url=b, headers={**headers, "FC-Customer": customer_id},
-                                 timeout=60, limits=limits) for b in bases]
+    clients = [
+        httpx.AsyncClient(
+            base_url=b, headers={**headers, "FC-Customer": customer_id}, timeout=60, limits=limits
+        )
+        for b in bases
+    ]
     try:
+
         async def one(i: int) -> httpx.Response:
             c = clients[i % len(clients)]
-            return await c.post("/v1/chat/completions",
-                                json=body(80, 80) if i % 2 else body(80))
+            return await c.post("/v1/chat/completions", json=body(80, 80) if i % 2 else body(80))
+
         return list(await asyncio.gather(*(one(i) for i in range(n))))
     finally:
         for c in clients:
             await c.aclose()
 
 
-async def check_ledger(base: str, headers: dict[str, str], cid: str, cap: Decimal | None,
-                       ok: int, upstream: FakeUpstream, before: int) -> dict[str, Any]:
+async def check_ledger(
+    base: str,
+    headers: dict[str, str],
+    cid: str,
+    cap: Decimal | None,
+    ok: int,
+    upstream: FakeUpstream,
+    before: int,
+) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, headers=headers) as c:
         cus = (await c.get(f"/v1/customers/{cid}")).json()
         log = (await c.get(f"/v1/requests?customer_id={cid}&limit=500")).json()["data"]
@@ -109,8 +122,7 @@ async def test_race_on_sqlite(ringside_server: Any, upstream: FakeUpstream, limi
     cus = await make_customer(server.base_url, h, **fields)
     if limit in ("wallet", "both"):
         async with httpx.AsyncClient(base_url=server.base_url, headers=h) as c:
-            r = await c.post(f"/v1/customers/{cus['id']}/wallet/topup",
-                             json={"amount_usd": 0.0015})
+            r = await c.post(f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": 0.0015})
             assert r.status_code == 200
     before = upstream.count()
     responses = await race([server.base_url], h, cus["id"], 40)
@@ -121,8 +133,10 @@ async def test_race_on_sqlite(ringside_server: Any, upstream: FakeUpstream, limi
     for r in responses:
         if r.status_code == 402:
             assert r.headers["x-should-retry"] == "false"
-            assert r.json()["error"]["code"] in ("customer_budget_exceeded",
-                                                 "customer_wallet_empty")
+            assert r.json()["error"]["code"] in (
+                "customer_budget_exceeded",
+                "customer_wallet_empty",
+            )
             assert r.json()["error"]["customer_id"] == cus["id"]
         else:
             if cap is not None:
@@ -162,15 +176,17 @@ async def test_sigkill_mid_flight_keeps_settled_and_releases_holds(
     h = server.headers()
     cus = await make_customer(server.base_url, h, budget_usd=1)
     cid = cus["id"]
-    async with httpx.AsyncClient(base_url=server.base_url,
-                                 headers={**h, "FC-Customer": cid}, timeout=30) as c:
+    async with httpx.AsyncClient(
+        base_url=server.base_url, headers={**h, "FC-Customer": cid}, timeout=30
+    ) as c:
         settled = await c.post("/v1/chat/completions", json=body(10, 10))
         assert settled.status_code == 200
         settled_cost = Decimal(settled.headers["FC-Cost-USD"])
         # Calls that will be in flight (upstream sleeps) when the process dies.
-        inflight = [asyncio.create_task(c.post("/v1/chat/completions",
-                                               json=body(10, 10, "[sleep=5]")))
-                    for _ in range(3)]
+        inflight = [
+            asyncio.create_task(c.post("/v1/chat/completions", json=body(10, 10, "[sleep=5]")))
+            for _ in range(3)
+        ]
         deadline = time.monotonic() + 10
         while upstream.count() < 4 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

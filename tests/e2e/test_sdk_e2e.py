@@ -31,32 +31,47 @@ output_usd_per_mtok = 15
 @pytest.fixture
 def stack(ringside_server: Any) -> Iterator[tuple[Any, FakeUpstream, str]]:
     up = FakeUpstream().start()
-    server = ringside_server(CONFIG, env={
-        "OPENAI_BASE_URL": f"{up.url}/v1", "OPENAI_API_KEY": "sk-upstream",
-        "ANTHROPIC_BASE_URL": up.url, "ANTHROPIC_API_KEY": "ak-upstream",
-    })
-    r = httpx.post(f"{server.base_url}/v1/customers", headers=server.headers(),
-                   json={"external_id": "sdk-user", "name": "SDK"})
+    server = ringside_server(
+        CONFIG,
+        env={
+            "OPENAI_BASE_URL": f"{up.url}/v1",
+            "OPENAI_API_KEY": "sk-upstream",
+            "ANTHROPIC_BASE_URL": up.url,
+            "ANTHROPIC_API_KEY": "ak-upstream",
+        },
+    )
+    r = httpx.post(
+        f"{server.base_url}/v1/customers",
+        headers=server.headers(),
+        json={"external_id": "sdk-user", "name": "SDK"},
+    )
     assert r.status_code == 201
-    key = httpx.post(f"{server.base_url}/v1/keys", headers=server.headers(),
-                     json={"name": "sdk"}).json()["key"]
+    key = httpx.post(
+        f"{server.base_url}/v1/keys", headers=server.headers(), json={"name": "sdk"}
+    ).json()["key"]
     yield server, up, key
     up.stop()
 
 
 def client(server: Any, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key,
-                         default_headers={"FC-Customer": "sdk-user"}, max_retries=0)
+    return openai.OpenAI(
+        base_url=f"{server.base_url}/v1",
+        api_key=key,
+        default_headers={"FC-Customer": "sdk-user"},
+        max_retries=0,
+    )
 
 
-@pytest.mark.parametrize(("model", "in_rate", "out_rate"),
-                         [("fc:openai/gpt-4o", "2.5", "10"),
-                          ("fc:anthropic/claude-sonnet-4-5", "3", "15")])
+@pytest.mark.parametrize(
+    ("model", "in_rate", "out_rate"),
+    [("fc:openai/gpt-4o", "2.5", "10"), ("fc:anthropic/claude-sonnet-4-5", "3", "15")],
+)
 def test_non_stream(stack: Any, model: str, in_rate: str, out_rate: str) -> None:
     server, up, key = stack
     oc = client(server, key)
     raw = oc.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": "abcd [tokens=7]"}], max_tokens=20)
+        model=model, messages=[{"role": "user", "content": "abcd [tokens=7]"}], max_tokens=20
+    )
     resp = raw.parse()
     text = "abcd [tokens=7]"
     assert resp.usage is not None
@@ -80,9 +95,14 @@ def test_non_stream(stack: Any, model: str, in_rate: str, out_rate: str) -> None
 def test_stream_with_usage(stack: Any, model: str) -> None:
     server, up, key = stack
     oc = client(server, key)
-    chunks = list(oc.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "hi [tokens=5]"}], stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        oc.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "hi [tokens=5]"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content.count("tok") == 5
     usage = [c.usage for c in chunks if c.usage]
@@ -94,42 +114,94 @@ def test_stream_with_usage(stack: Any, model: str) -> None:
 def test_stream_without_usage_and_totals(stack: Any) -> None:
     server, up, key = stack
     oc = client(server, key)
-    chunks = list(oc.chat.completions.create(
-        model="fc:openai/gpt-4o", messages=[{"role": "user", "content": "x [tokens=3]"}],
-        stream=True))
+    chunks = list(
+        oc.chat.completions.create(
+            model="fc:openai/gpt-4o",
+            messages=[{"role": "user", "content": "x [tokens=3]"}],
+            stream=True,
+        )
+    )
     assert all(c.usage is None for c in chunks)
     assert up.requests[-1]["body"]["stream_options"] == {"include_usage": True}
-    oc.chat.completions.create(model="fc:openai/gpt-4o",
-                               messages=[{"role": "user", "content": "y [tokens=4]"}])
-    usage = httpx.get(f"{server.base_url}/v1/usage?customer_id=sdk-user",
-                      headers=server.headers()).json()
-    log = httpx.get(f"{server.base_url}/v1/requests?customer_id=sdk-user",
-                    headers=server.headers()).json()["data"]
+    oc.chat.completions.create(
+        model="fc:openai/gpt-4o", messages=[{"role": "user", "content": "y [tokens=4]"}]
+    )
+    usage = httpx.get(
+        f"{server.base_url}/v1/usage?customer_id=sdk-user", headers=server.headers()
+    ).json()
+    log = httpx.get(
+        f"{server.base_url}/v1/requests?customer_id=sdk-user", headers=server.headers()
+    ).json()["data"]
     assert usage["requests"] == 2 == len(log)
-    assert Decimal(str(usage["total_cost_usd"])) == sum(Decimal(str(r["cost_usd"]))
-                                                        for r in log)
+    assert Decimal(str(usage["total_cost_usd"])) == sum(Decimal(str(r["cost_usd"])) for r in log)
 
 
 def test_errors_are_typed_in_the_sdk(stack: Any) -> None:
     server, up, key = stack
     oc = client(server, key)
     with pytest.raises(openai.InternalServerError) as info:
-        oc.chat.completions.create(model="fc:openai/gpt-4o",
-                                   messages=[{"role": "user", "content": "[fail=500]"}])
+        oc.chat.completions.create(
+            model="fc:openai/gpt-4o", messages=[{"role": "user", "content": "[fail=500]"}]
+        )
     assert info.value.status_code == 502
     with pytest.raises(openai.RateLimitError):
-        oc.chat.completions.create(model="fc:openai/gpt-4o",
-                                   messages=[{"role": "user", "content": "[fail=429]"}])
-    httpx.patch(f"{server.base_url}/v1/customers/sdk-user", headers=server.headers(),
-                json={"budget_usd": 0})
+        oc.chat.completions.create(
+            model="fc:openai/gpt-4o", messages=[{"role": "user", "content": "[fail=429]"}]
+        )
+    httpx.patch(
+        f"{server.base_url}/v1/customers/sdk-user", headers=server.headers(), json={"budget_usd": 0}
+    )
     calls_before = up.count()
-    strict = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key,
-                           default_headers={"FC-Customer": "sdk-user"})  # default retries
+    strict = openai.OpenAI(
+        base_url=f"{server.base_url}/v1", api_key=key, default_headers={"FC-Customer": "sdk-user"}
+    )  # default retries
     with pytest.raises(openai.APIStatusError) as info402:
-        strict.chat.completions.create(model="fc:openai/gpt-4o",
-                                       messages=[{"role": "user", "content": "hi"}])
+        strict.chat.completions.create(
+            model="fc:openai/gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
     assert info402.value.status_code == 402
     assert info402.value.code == "customer_budget_exceeded"
     assert up.count() == calls_before  # refused calls never reach the upstream
     models = [m.id for m in oc.models.list()]
     assert "fc:openai/gpt-4o" in models
+
+
+def test_anthropic_sdk_through_messages_passthrough(stack: Any) -> None:
+    import anthropic
+
+    server, up, key = stack
+    ac = anthropic.Anthropic(
+        base_url=server.base_url,
+        api_key=key,
+        max_retries=0,
+        default_headers={"FC-Customer": "sdk-user"},
+    )
+    raw = ac.messages.with_raw_response.create(
+        model="claude-sonnet-4-5",
+        max_tokens=30,
+        messages=[{"role": "user", "content": "abc [tokens=6]"}],
+    )
+    msg = raw.parse()
+    assert msg.usage.output_tokens == 6 and msg.content[0].type == "text"
+    cost = (len("abc [tokens=6]") * Decimal(3) + 6 * Decimal(15)) / 1_000_000
+    assert Decimal(raw.headers["FC-Cost-USD"]) == cost
+    sent = up.requests[-1]
+    assert sent["path"] == "/v1/messages" and sent["body"]["model"] == "claude-sonnet-4-5"
+    assert sent["headers"]["x-api-key"] == "ak-upstream"  # the upstream key, not the app key
+    with ac.messages.stream(
+        model="fc:anthropic/claude-sonnet-4-5",
+        max_tokens=30,
+        messages=[{"role": "user", "content": "hi [tokens=4]"}],
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.count("tok") == 4 and final.usage.output_tokens == 4
+    log = httpx.get(
+        f"{server.base_url}/v1/requests?customer_id=sdk-user", headers=server.headers()
+    ).json()["data"]
+    assert [r["status"] for r in log[:2]] == ["ok", "ok"] and log[0]["output_tokens"] == 4
+    with pytest.raises(anthropic.APIStatusError) as info:
+        ac.messages.create(
+            model="fc:openai/gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+    assert info.value.status_code == 400

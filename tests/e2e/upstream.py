@@ -49,18 +49,24 @@ class FakeUpstream:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with upstream.lock:
-                    upstream.requests.append({"path": self.path, "body": body,
-                                              "headers": {k.lower(): v for k, v in self.headers.items()}})
+                    upstream.requests.append(
+                        {
+                            "path": self.path,
+                            "body": body,
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                        }
+                    )
                 text = _text(body.get("messages", []))
                 if m := re.search(r"\[sleep=([\d.]+)\]", text):
                     time.sleep(float(m.group(1)))
                 if m := re.search(r"\[fail=(\d+)\]", text):
-                    self._json(int(m.group(1)), {"error": {"message": "injected",
-                                                           "type": "server_error"}})
+                    self._json(
+                        int(m.group(1)), {"error": {"message": "injected", "type": "server_error"}}
+                    )
                     return
                 limit = body.get("max_tokens") or body.get("max_completion_tokens")
                 tokens = PREFERRED
@@ -92,66 +98,125 @@ class FakeUpstream:
                 self.close_connection = True
 
             def _openai(self, body: dict[str, Any], prompt: int, out: int) -> None:
-                usage = {"prompt_tokens": prompt, "completion_tokens": out,
-                         "total_tokens": prompt + out,
-                         "prompt_tokens_details": {"cached_tokens": 0}}
+                usage = {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": out,
+                    "total_tokens": prompt + out,
+                    "prompt_tokens_details": {"cached_tokens": 0},
+                }
                 words = ["tok"] * out
                 if not body.get("stream"):
-                    self._json(200, {
-                        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1,
-                        "model": body.get("model"),
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant",
-                                                 "content": " ".join(words)}}],
-                        "usage": usage})
+                    self._json(
+                        200,
+                        {
+                            "id": "chatcmpl-fake",
+                            "object": "chat.completion",
+                            "created": 1,
+                            "model": body.get("model"),
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": " ".join(words)},
+                                }
+                            ],
+                            "usage": usage,
+                        },
+                    )
                     return
-                base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
-                        "created": 1, "model": body.get("model")}
-                events = [
-                    f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {'content': w}, 'finish_reason': None}]})}\n\n".encode()  # noqa: E501
-                    for w in words
-                ]
-                events.append(f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n".encode())  # noqa: E501
+                base = {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": body.get("model"),
+                }
+
+                def data(obj: dict[str, Any]) -> bytes:
+                    return f"data: {json.dumps({**base, **obj})}\n\n".encode()
+
+                def choice(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+                    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+                events = [data(choice({"content": w}, None)) for w in words]
+                events.append(data(choice({}, "stop")))
                 if (body.get("stream_options") or {}).get("include_usage"):
-                    events.append(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())  # noqa: E501
+                    events.append(data({"choices": [], "usage": usage}))
                 events.append(b"data: [DONE]\n\n")
                 self._sse(events)
 
             def _anthropic(self, body: dict[str, Any], prompt: int, out: int) -> None:
                 text = " ".join(["tok"] * out)
                 if not body.get("stream"):
-                    self._json(200, {
-                        "id": "msg_fake", "type": "message", "role": "assistant",
-                        "model": body.get("model"), "stop_reason": "end_turn",
-                        "stop_sequence": None,
-                        "content": [{"type": "text", "text": text}],
-                        "usage": {"input_tokens": prompt, "output_tokens": out,
-                                  "cache_read_input_tokens": 0,
-                                  "cache_creation_input_tokens": 0}})
+                    self._json(
+                        200,
+                        {
+                            "id": "msg_fake",
+                            "type": "message",
+                            "role": "assistant",
+                            "model": body.get("model"),
+                            "stop_reason": "end_turn",
+                            "stop_sequence": None,
+                            "content": [{"type": "text", "text": text}],
+                            "usage": {
+                                "input_tokens": prompt,
+                                "output_tokens": out,
+                                "cache_read_input_tokens": 0,
+                                "cache_creation_input_tokens": 0,
+                            },
+                        },
+                    )
                     return
 
                 def ev(name: str, data: dict[str, Any]) -> bytes:
                     return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
                 events = [
-                    ev("message_start", {"type": "message_start", "message": {
-                        "id": "msg_fake", "type": "message", "role": "assistant",
-                        "model": body.get("model"), "content": [], "stop_reason": None,
-                        "stop_sequence": None,
-                        "usage": {"input_tokens": prompt, "output_tokens": 1}}}),
-                    ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                               "content_block": {"type": "text", "text": ""}}),
+                    ev(
+                        "message_start",
+                        {
+                            "type": "message_start",
+                            "message": {
+                                "id": "msg_fake",
+                                "type": "message",
+                                "role": "assistant",
+                                "model": body.get("model"),
+                                "content": [],
+                                "stop_reason": None,
+                                "stop_sequence": None,
+                                "usage": {"input_tokens": prompt, "output_tokens": 1},
+                            },
+                        },
+                    ),
+                    ev(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": 0,
+                            "content_block": {"type": "text", "text": ""},
+                        },
+                    ),
                 ]
-                events += [ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                      "delta": {"type": "text_delta",
-                                                                "text": "tok "}})
-                           for _ in range(out)]
+                events += [
+                    ev(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": 0,
+                            "delta": {"type": "text_delta", "text": "tok "},
+                        },
+                    )
+                    for _ in range(out)
+                ]
                 events += [
                     ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                    ev("message_delta", {"type": "message_delta",
-                                         "delta": {"stop_reason": "end_turn",
-                                                   "stop_sequence": None},
-                                         "usage": {"output_tokens": out}}),
+                    ev(
+                        "message_delta",
+                        {
+                            "type": "message_delta",
+                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                            "usage": {"output_tokens": out},
+                        },
+                    ),
                     ev("message_stop", {"type": "message_stop"}),
                 ]
                 self._sse(events)

@@ -73,8 +73,11 @@ async def test_budget_caps_cost_and_402_names_everything(app: Any) -> None:
 
 async def test_wallet_debits_price_and_empties(app: Any) -> None:
     cus = await customer(app, markup=2)
-    r = await app.post(f"/v1/customers/{cus['id']}/wallet/topup",
-                       json={"amount_usd": 0.001, "description": "starter"}, headers=admin())
+    r = await app.post(
+        f"/v1/customers/{cus['id']}/wallet/topup",
+        json={"amount_usd": 0.001, "description": "starter"},
+        headers=admin(),
+    )
     assert r.status_code == 200, r.text
     assert r.json()["balance_usd"] == 0.001
     assert r.json()["transaction"]["type"] == "topup"
@@ -102,8 +105,9 @@ async def test_wallet_debits_price_and_empties(app: Any) -> None:
 
 async def test_prepaid_without_topup_is_refused(app: Any) -> None:
     cus = await customer(app, prepaid=True)
-    r = await app.post("/v1/chat/completions", json=call(), headers=admin({"FC-Customer":
-                                                                            cus["id"]}))
+    r = await app.post(
+        "/v1/chat/completions", json=call(), headers=admin({"FC-Customer": cus["id"]})
+    )
     assert r.status_code == 402 and r.json()["error"]["code"] == "customer_wallet_empty"
     assert r.json()["error"]["balance_usd"] == 0
 
@@ -121,28 +125,32 @@ async def test_max_tokens_clamped_to_what_budget_pays(app: Any) -> None:
     provider.chat = spy
     # Budget for the input bound plus ~200 output tokens (2000 nanos each).
     cus = await customer(app, budget_usd=0.0006)
-    r = await app.post("/v1/chat/completions", json=call(5000),
-                       headers=admin({"FC-Customer": cus["id"]}))
+    r = await app.post(
+        "/v1/chat/completions", json=call(5000), headers=admin({"FC-Customer": cus["id"]})
+    )
     assert r.status_code == 200
     injected = seen[-1]["max_tokens"]
     assert 16 <= injected < 300
     assert r.json()["usage"]["completion_tokens"] == injected
     # a client-given max_tokens is never raised or rewritten
     cus2 = await customer(app, budget_usd=1)
-    await app.post("/v1/chat/completions", json=call(5, max_tokens=7),
-                   headers=admin({"FC-Customer": cus2["id"]}))
+    await app.post(
+        "/v1/chat/completions",
+        json=call(5, max_tokens=7),
+        headers=admin({"FC-Customer": cus2["id"]}),
+    )
     assert seen[-1]["max_tokens"] == 7
     # unlimited customers are not clamped
     cus3 = await customer(app)
-    await app.post("/v1/chat/completions", json=call(5), headers=admin({"FC-Customer":
-                                                                        cus3["id"]}))
+    await app.post("/v1/chat/completions", json=call(5), headers=admin({"FC-Customer": cus3["id"]}))
     assert "max_tokens" not in seen[-1]
 
 
 async def test_concurrent_calls_never_overspend(app: Any) -> None:
     cus = await customer(app, budget_usd=0.002)
-    await app.post(f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": 0.0015},
-                   headers=admin())
+    await app.post(
+        f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": 0.0015}, headers=admin()
+    )
     h = admin({"FC-Customer": cus["id"]})
 
     async def one(i: int) -> int:
@@ -178,8 +186,7 @@ async def test_lapsed_holds_are_swept(app: Any, clock: Any) -> None:
     from gateway.ledger.ledger import Outcome
     from gateway.ledger.prices import TokenUsage
 
-    s = await gw.ledger.settle(r, Outcome("ok", 200, TokenUsage(input_tokens=10,
-                                                                  output_tokens=10)))
+    s = await gw.ledger.settle(r, Outcome("ok", 200, TokenUsage(input_tokens=10, output_tokens=10)))
     assert s.cost_nanos == 30_000
     c = (await app.get(f"/v1/customers/{cus['id']}", headers=admin())).json()
     assert c["budget"]["held_usd"] == 0 and c["budget"]["spent_usd"] == 0.00003
@@ -190,8 +197,9 @@ async def test_renewal_keeps_holds_alive(app: Any, clock: Any) -> None:
     cus = await customer(app, budget_usd=1)
     from gateway.ledger.ledger import CallEstimate
 
-    est = CallEstimate("mock", "mock-fast", "chat", False, gw.prices.rates("mock", "mock-fast"),
-                       100, 100)
+    est = CallEstimate(
+        "mock", "mock-fast", "chat", False, gw.prices.rates("mock", "mock-fast"), 100, 100
+    )
     r = await gw.ledger.reserve(cus["id"], est)
     for _ in range(3):
         clock.advance(seconds=1.5)
@@ -203,8 +211,9 @@ async def test_cost_above_hold_is_recorded_in_full_and_flagged(app: Any) -> None
     cus = await customer(app, budget_usd=1)
     r = await app.post(
         "/v1/chat/completions",
-        json=call(max_tokens=10, messages=[{"role": "user",
-                                            "content": "x [mock:ignore_max_tokens=5000]"}]),
+        json=call(
+            max_tokens=10, messages=[{"role": "user", "content": "x [mock:ignore_max_tokens=5000]"}]
+        ),
         headers=admin({"FC-Customer": cus["id"]}),
     )
     assert r.status_code == 200
@@ -218,8 +227,9 @@ async def test_cost_above_hold_is_recorded_in_full_and_flagged(app: Any) -> None
 async def test_new_month_starts_from_zero(app: Any, clock: Any) -> None:
     cus = await customer(app, budget_usd=0.0003)
     h = admin({"FC-Customer": cus["id"]})
-    while (await app.post("/v1/chat/completions", json=call(20, max_tokens=20),
-                          headers=h)).status_code == 200:
+    while (
+        await app.post("/v1/chat/completions", json=call(20, max_tokens=20), headers=h)
+    ).status_code == 200:
         pass
     clock.now = clock.now.replace(day=1) if clock.now.month == 12 else clock.now
     from datetime import timedelta
@@ -232,14 +242,14 @@ async def test_new_month_starts_from_zero(app: Any, clock: Any) -> None:
 async def test_crossing_events_fire_once(app: Any) -> None:
     gw = app.gw
     cus = await customer(app, budget_usd=0.0005, low_balance_threshold_usd=0.0004)
-    await app.post(f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": 0.0006},
-                   headers=admin())
+    await app.post(
+        f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": 0.0006}, headers=admin()
+    )
     h = admin({"FC-Customer": cus["id"]})
     for _ in range(30):
         await app.post("/v1/chat/completions", json=call(20, max_tokens=20), headers=h)
     events = await gw.db.read(
-        lambda: [(e.type, e.data) for e in Event.select().where(Event.customer_id ==
-                                                                 cus["id"])]
+        lambda: [(e.type, e.data) for e in Event.select().where(Event.customer_id == cus["id"])]
     )
     types = [t for t, _ in events]
     assert types.count("wallet.topped_up") == 1
@@ -249,39 +259,56 @@ async def test_crossing_events_fire_once(app: Any) -> None:
     low = next(d for t, d in events if t == "wallet.low")
     assert low["customer"]["id"] == cus["id"] and low["balance_usd"] < 0.0004
     # a top-up above the threshold re-arms wallet.low
-    await app.post(f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": 1},
-                   headers=admin())
-    await app.patch(f"/v1/customers/{cus['id']}", json={"monthly_budget_usd": None},
-                    headers=admin())
+    await app.post(
+        f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": 1}, headers=admin()
+    )
+    await app.patch(
+        f"/v1/customers/{cus['id']}", json={"monthly_budget_usd": None}, headers=admin()
+    )
     balance = (await app.get(f"/v1/customers/{cus['id']}/wallet", headers=admin())).json()[
         "balance_usd"
     ]
     threshold = Decimal(str(balance)) - Decimal("0.00001")
-    await app.patch(f"/v1/customers/{cus['id']}", json={"low_balance_threshold_usd": float(threshold)},
-                    headers=admin())
+    await app.patch(
+        f"/v1/customers/{cus['id']}",
+        json={"low_balance_threshold_usd": float(threshold)},
+        headers=admin(),
+    )
     await app.post("/v1/chat/completions", json=call(100, max_tokens=100), headers=h)
-    types = await gw.db.read(lambda: [e.type for e in Event.select().where(
-        Event.customer_id == cus["id"])])
+    types = await gw.db.read(
+        lambda: [e.type for e in Event.select().where(Event.customer_id == cus["id"])]
+    )
     assert types.count("wallet.low") == 2
 
 
 @pytest.mark.parametrize("amount", [0, -5, "10", None, True, 1_000_001, 1e-10, [1], {"a": 1}])
 async def test_hostile_topups_change_nothing(app: Any, amount: Any) -> None:
     cus = await customer(app)
-    r = await app.post(f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": amount},
-                       headers=admin())
+    r = await app.post(
+        f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": amount}, headers=admin()
+    )
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "invalid_amount"
     w = (await app.get(f"/v1/customers/{cus['id']}/wallet", headers=admin())).json()
     assert w["balance_usd"] == 0 and w["transactions"] == []
 
 
-@pytest.mark.parametrize("raw", [b'{"amount_usd": NaN}', b'{"amount_usd": Infinity}',
-                                 b'{"amount_usd": 1e400}', b'{"amount_usd": -0.0}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"amount_usd": NaN}',
+        b'{"amount_usd": Infinity}',
+        b'{"amount_usd": 1e400}',
+        b'{"amount_usd": -0.0}',
+    ],
+)
 async def test_non_finite_topups(app: Any, raw: bytes) -> None:
     cus = await customer(app)
-    r = await app.post(f"/v1/customers/{cus['id']}/wallet/topup", content=raw,
-                       headers=admin({"content-type": "application/json"}))
+    r = await app.post(
+        f"/v1/customers/{cus['id']}/wallet/topup",
+        content=raw,
+        headers=admin({"content-type": "application/json"}),
+    )
     assert r.status_code == 400
 
 
@@ -312,10 +339,14 @@ async def test_idempotency_in_progress(app: Any) -> None:
     raw = b'{"amount_usd": 5}'
 
     def claim() -> None:
-        IdempotencyRecord.insert(key="busy", scope=f"topup:{cus['id']}",
-                                 request_hash=hashlib.sha256(raw).hexdigest(),
-                                 status="in_progress", created_ms=int(time.time() * 1000),
-                                 locked_until_ms=int(time.time() * 1000) + 60_000).execute()
+        IdempotencyRecord.insert(
+            key="busy",
+            scope=f"topup:{cus['id']}",
+            request_hash=hashlib.sha256(raw).hexdigest(),
+            status="in_progress",
+            created_ms=int(time.time() * 1000),
+            locked_until_ms=int(time.time() * 1000) + 60_000,
+        ).execute()
 
     await gw.db.write(claim)
     r = await app.post(url, content=raw, headers=admin({"Idempotency-Key": "busy"}))
@@ -326,8 +357,9 @@ async def test_concurrent_same_key_applies_once(app: Any) -> None:
     cus = await customer(app)
     url = f"/v1/customers/{cus['id']}/wallet/topup"
     h = admin({"Idempotency-Key": "race"})
-    rs = await asyncio.gather(*(app.post(url, json={"amount_usd": 1}, headers=h)
-                                for _ in range(10)))
+    rs = await asyncio.gather(
+        *(app.post(url, json={"amount_usd": 1}, headers=h) for _ in range(10))
+    )
     assert {r.status_code for r in rs} <= {200, 409}
     w = (await app.get(f"/v1/customers/{cus['id']}/wallet", headers=admin())).json()
     assert w["balance_usd"] == 1

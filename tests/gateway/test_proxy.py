@@ -37,8 +37,7 @@ def completion(prompt: int = 1000, completion: int = 500, cached: int = 0) -> di
         "created": 1,
         "model": "llama",
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "hi"},
-             "finish_reason": "stop"}
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
         ],
         "usage": {
             "prompt_tokens": prompt,
@@ -72,11 +71,13 @@ def chat(model: str = "fc:local/llama", **extra: Any) -> dict[str, Any]:
 async def test_non_stream_meters_exact_cost_price_and_margin(
     local: Any, httpx_mock: HTTPXMock
 ) -> None:
-    httpx_mock.add_response(url="http://upstream.test/v1/chat/completions",
-                            json=completion(1000, 500, cached=200))
+    httpx_mock.add_response(
+        url="http://upstream.test/v1/chat/completions", json=completion(1000, 500, cached=200)
+    )
     cus = await new_customer(local)
-    r = await local.post("/v1/chat/completions", json=chat(),
-                         headers=admin({"FC-Customer": cus["id"]}))
+    r = await local.post(
+        "/v1/chat/completions", json=chat(), headers=admin({"FC-Customer": cus["id"]})
+    )
     assert r.status_code == 200, r.text
     # 800 x 0.20 + 200 x 0.10 + 500 x 0.60 per Mtok = 0.00048 USD; x1.25 = 0.0006
     usage = r.json()["usage"]
@@ -100,47 +101,83 @@ async def test_non_stream_meters_exact_cost_price_and_margin(
 
 
 async def test_markup_precedence(gateway_factory: Any, httpx_mock: HTTPXMock) -> None:
-    config = LOCAL + '\n[billing.model_markups]\n"local/llama" = 2\n'
-    config = config.replace("[billing]\nmarkup = 1.25\n", "[billing]\nmarkup = 1.25\n")
-    gw = gateway_factory(LOCAL.replace("cached_input_usd_per_mtok = 0.10",
-                                       "cached_input_usd_per_mtok = 0.10\nmarkup = 2"))
+    """customer markup > per-model markup > global markup."""
+    config = LOCAL.replace(
+        "[billing]\nmarkup = 1.25\n",
+        '[billing]\nmarkup = 1.25\n[billing.model_markups]\n"local/llama" = 2\n',
+    )
+    config += '\n[prices."local/other"]\ninput_usd_per_mtok = 0.20\noutput_usd_per_mtok = 0\n'
+    config += '\n[prices."local/third"]\ninput_usd_per_mtok = 0.20\noutput_usd_per_mtok = 0\n'
+    config += "markup = 3\n"
+    gw = gateway_factory(config)
     httpx_mock.add_response(json=completion(1_000_000, 0), is_reusable=True)
+    prices = {}
     async with AsyncTestClient(app=create_app(gw)) as c:
-        plain = await new_customer(c, external_id="plain")
-        special = await new_customer(c, external_id="special", markup=3)
-        r1 = await c.post("/v1/chat/completions", json=chat(),
-                          headers=admin({"FC-Customer": plain["id"]}))
-        r2 = await c.post("/v1/chat/completions", json=chat(),
-                          headers=admin({"FC-Customer": "special"}))
-    assert r1.headers["FC-Cost-USD"] == "0.2" and r1.headers["FC-Price-USD"] == "0.4"
-    assert r2.headers["FC-Price-USD"] == "0.6"
+        await new_customer(c, external_id="plain")
+        await new_customer(c, external_id="special", markup=4)
+        for who, model in [
+            ("plain", "llama"),
+            ("plain", "other"),
+            ("plain", "third"),
+            ("special", "llama"),
+        ]:
+            r = await c.post(
+                "/v1/chat/completions",
+                json=chat(f"fc:local/{model}"),
+                headers=admin({"FC-Customer": who}),
+            )
+            assert r.headers["FC-Cost-USD"] == "0.2"
+            prices[(who, model)] = r.headers["FC-Price-USD"]
+    assert prices == {
+        ("plain", "llama"): "0.4",
+        ("plain", "other"): "0.25",
+        ("plain", "third"): "0.6",
+        ("special", "llama"): "0.8",
+    }
 
 
 async def test_stream_relays_chunks_and_final_usage(local: Any, httpx_mock: HTTPXMock) -> None:
     chunks = [
-        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "llama",
-         "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "llama",
+            "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+        }
         for word in ("Hel", "lo")
     ]
-    usage_chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "llama",
-                   "choices": [], "usage": completion(100, 2)["usage"]}
+    usage_chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "llama",
+        "choices": [],
+        "usage": completion(100, 2)["usage"],
+    }
     body = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in [*chunks, usage_chunk])
-    httpx_mock.add_response(stream=IteratorStream([body, b"data: [DONE]\n\n"]),
-                            headers={"content-type": "text/event-stream"}, is_reusable=True)
+    httpx_mock.add_response(
+        stream=IteratorStream([body, b"data: [DONE]\n\n"]),
+        headers={"content-type": "text/event-stream"},
+        is_reusable=True,
+    )
     cus = await new_customer(local)
     for wants_usage in (True, False):
         extra: dict[str, Any] = {"stream": True}
         if wants_usage:
             extra["stream_options"] = {"include_usage": True}
-        r = await local.post("/v1/chat/completions", json=chat(**extra),
-                             headers=admin({"FC-Customer": cus["id"]}))
+        r = await local.post(
+            "/v1/chat/completions", json=chat(**extra), headers=admin({"FC-Customer": cus["id"]})
+        )
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         events = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
         assert events[-1] == "[DONE]"
         parsed = [json.loads(e) for e in events[:-1]]
-        assert [p["choices"][0]["delta"]["content"] for p in parsed if p["choices"]] == ["Hel",
-                                                                                         "lo"]
+        assert [p["choices"][0]["delta"]["content"] for p in parsed if p["choices"]] == [
+            "Hel",
+            "lo",
+        ]
         usage = [p for p in parsed if p.get("usage")]
         if wants_usage:
             assert len(usage) == 1
@@ -158,8 +195,11 @@ async def test_cut_stream_is_charged_for_what_was_produced(local: Any) -> None:
     cus = await new_customer(local)
     r = await local.post(
         "/v1/chat/completions",
-        json=chat("fc:mock/mock-fast", stream=True,
-                  messages=[{"role": "user", "content": "go [mock:cut=5] [mock:tokens=40]"}]),
+        json=chat(
+            "fc:mock/mock-fast",
+            stream=True,
+            messages=[{"role": "user", "content": "go [mock:cut=5] [mock:tokens=40]"}],
+        ),
         headers=admin({"FC-Customer": cus["id"]}),
     )
     assert r.status_code == 200
@@ -171,9 +211,13 @@ async def test_cut_stream_is_charged_for_what_was_produced(local: Any) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "status", "code"),
-    [("500", 502, "upstream_error"), ("503", 502, "upstream_error"),
-     ("429", 429, "upstream_rate_limited"), ("timeout", 504, "upstream_timeout"),
-     ("connect", 502, "upstream_error")],
+    [
+        ("500", 502, "upstream_error"),
+        ("503", 502, "upstream_error"),
+        ("429", 429, "upstream_rate_limited"),
+        ("timeout", 504, "upstream_timeout"),
+        ("connect", 502, "upstream_error"),
+    ],
 )
 async def test_upstream_failures_are_mapped_and_not_charged(
     local: Any, httpx_mock: HTTPXMock, kind: str, status: int, code: str
@@ -185,8 +229,9 @@ async def test_upstream_failures_are_mapped_and_not_charged(
     else:
         httpx_mock.add_response(status_code=int(kind), json={"error": {"message": "boom"}})
     cus = await new_customer(local, budget_usd=1)
-    r = await local.post("/v1/chat/completions", json=chat(),
-                         headers=admin({"FC-Customer": cus["id"]}))
+    r = await local.post(
+        "/v1/chat/completions", json=chat(), headers=admin({"FC-Customer": cus["id"]})
+    )
     assert r.status_code == status
     assert r.json()["error"]["code"] == code
     assert r.headers["FC-Request-Id"].startswith("req_")
@@ -199,8 +244,9 @@ async def test_upstream_failures_are_mapped_and_not_charged(
 async def test_stream_upstream_error_before_first_byte(local: Any, httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(status_code=500, json={"error": {"message": "down"}})
     cus = await new_customer(local)
-    r = await local.post("/v1/chat/completions", json=chat(stream=True),
-                         headers=admin({"FC-Customer": cus["id"]}))
+    r = await local.post(
+        "/v1/chat/completions", json=chat(stream=True), headers=admin({"FC-Customer": cus["id"]})
+    )
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
 
 
@@ -208,22 +254,23 @@ async def test_customer_rules(local: Any) -> None:
     body = chat("fc:mock/mock-fast")
     r = await local.post("/v1/chat/completions", json=body, headers=admin())
     assert r.status_code == 400 and r.json()["error"]["code"] == "customer_required"
-    r = await local.post("/v1/chat/completions", json=body,
-                         headers=admin({"FC-Customer": "ghost"}))
+    r = await local.post("/v1/chat/completions", json=body, headers=admin({"FC-Customer": "ghost"}))
     assert r.status_code == 404 and r.json()["error"]["code"] == "customer_not_found"
     cus = await new_customer(local, external_id="ext-42")
-    r = await local.post("/v1/chat/completions", json=body,
-                         headers=admin({"FC-Customer": "ext-42"}))
+    r = await local.post(
+        "/v1/chat/completions", json=body, headers=admin({"FC-Customer": "ext-42"})
+    )
     assert r.status_code == 200
-    await local.patch(f"/v1/customers/{cus['id']}", json={"status": "suspended"},
-                      headers=admin())
-    r = await local.post("/v1/chat/completions", json=body,
-                         headers=admin({"FC-Customer": cus["id"]}))
+    await local.patch(f"/v1/customers/{cus['id']}", json={"status": "suspended"}, headers=admin())
+    r = await local.post(
+        "/v1/chat/completions", json=body, headers=admin({"FC-Customer": cus["id"]})
+    )
     assert r.status_code == 403 and r.json()["error"]["code"] == "customer_suspended"
     await local.patch(f"/v1/customers/{cus['id']}", json={"status": "active"}, headers=admin())
     await local.delete(f"/v1/customers/{cus['id']}", headers=admin())
-    r = await local.post("/v1/chat/completions", json=body,
-                         headers=admin({"FC-Customer": cus["id"]}))
+    r = await local.post(
+        "/v1/chat/completions", json=body, headers=admin({"FC-Customer": cus["id"]})
+    )
     assert r.status_code == 403 and r.json()["error"]["code"] == "customer_archived"
     # its usage stays queryable
     total = (await local.get(f"/v1/usage?customer_id={cus['id']}", headers=admin())).json()
@@ -250,20 +297,27 @@ async def test_unknown_price_and_model_errors(local: Any) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     r = await local.post("/v1/chat/completions", json=chat("gpt-4o"), headers=h)
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
-    r = await local.post("/v1/chat/completions", json=chat("fc:mock/mock-fast", max_tokens=-1),
-                         headers=h)
+    r = await local.post(
+        "/v1/chat/completions", json=chat("fc:mock/mock-fast", max_tokens=-1), headers=h
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
 
 
 async def test_models_list_and_embeddings(local: Any) -> None:
     r = await local.get("/v1/models", headers=admin())
     ids = {m["id"] for m in r.json()["data"]}
-    assert {"fc:mock/mock-fast", "fc:local/llama", "fc:openai/gpt-4o-mini",
-            "fc:anthropic/claude-sonnet-4-5"} <= ids
+    assert {
+        "fc:mock/mock-fast",
+        "fc:local/llama",
+        "fc:openai/gpt-4o-mini",
+        "fc:anthropic/claude-sonnet-4-5",
+    } <= ids
     cus = await new_customer(local)
-    r = await local.post("/v1/embeddings",
-                         json={"model": "fc:mock/mock-embed", "input": ["a", "bb"]},
-                         headers=admin({"FC-Customer": cus["id"]}))
+    r = await local.post(
+        "/v1/embeddings",
+        json={"model": "fc:mock/mock-embed", "input": ["a", "bb"]},
+        headers=admin({"FC-Customer": cus["id"]}),
+    )
     assert r.status_code == 200
     assert len(r.json()["data"]) == 2 and r.json()["usage"]["cost_usd"] > 0
 
@@ -272,19 +326,26 @@ async def test_usage_grouping_and_time_filters(local: Any) -> None:
     a = await new_customer(local, external_id="ga")
     b = await new_customer(local, external_id="gb")
     for cus, model in ((a, "mock-fast"), (a, "mock-smart"), (b, "mock-fast")):
-        r = await local.post("/v1/chat/completions", json=chat(f"fc:mock/{model}"),
-                             headers=admin({"FC-Customer": cus["id"]}))
+        r = await local.post(
+            "/v1/chat/completions",
+            json=chat(f"fc:mock/{model}"),
+            headers=admin({"FC-Customer": cus["id"]}),
+        )
         assert r.status_code == 200
     by_model = (await local.get("/v1/usage?group_by=model", headers=admin())).json()
     assert {g["model"]: g["requests"] for g in by_model["breakdown"]} == {
-        "mock/mock-fast": 2, "mock/mock-smart": 1}
+        "mock/mock-fast": 2,
+        "mock/mock-smart": 1,
+    }
     by_customer = (await local.get("/v1/usage?group_by=customer", headers=admin())).json()
     assert sum(g["requests"] for g in by_customer["breakdown"]) == 3
     total = by_customer["total_cost_usd"]
     assert sum(Decimal(str(g["total_cost_usd"])) for g in by_customer["breakdown"]) == Decimal(
-        str(total))
-    by_day = (await local.get("/v1/usage?group_by=day&since=2020-01-01T00:00:00Z",
-                              headers=admin())).json()
+        str(total)
+    )
+    by_day = (
+        await local.get("/v1/usage?group_by=day&since=2020-01-01T00:00:00Z", headers=admin())
+    ).json()
     assert by_day["requests"] == 3 and len(by_day["breakdown"]) == 1
     precise = (await local.get("/v1/usage?since=2020-01-01T10:30:00Z", headers=admin())).json()
     assert precise["requests"] == 3  # served from the request log
@@ -296,6 +357,10 @@ async def test_usage_grouping_and_time_filters(local: Any) -> None:
     assert bad.status_code == 400
     page = (await local.get(f"/v1/requests?customer_id={a['id']}&limit=1", headers=admin())).json()
     assert page["has_more"] is True and len(page["data"]) == 1
-    nxt = (await local.get(f"/v1/requests?customer_id={a['id']}&limit=1"
-                           f"&starting_after={page['data'][0]['id']}", headers=admin())).json()
+    nxt = (
+        await local.get(
+            f"/v1/requests?customer_id={a['id']}&limit=1&starting_after={page['data'][0]['id']}",
+            headers=admin(),
+        )
+    ).json()
     assert nxt["has_more"] is False and nxt["data"][0]["id"] != page["data"][0]["id"]
