@@ -296,6 +296,8 @@ async def _stream(
                     continue
                 produced += chunk.output_tokens
                 queue.put_nowait(b"data: " + chunk.data + b"\n\n")
+                # Let the relay send it now, even when the upstream's bytes are all buffered.
+                await asyncio.sleep(0)
         except UpstreamFailure as f:
             failure = f
         except Exception as exc:  # never lose the settlement to an unexpected error

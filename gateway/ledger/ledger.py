@@ -29,7 +29,6 @@ from gateway.db.models import (
     Customer,
     Hold,
     RequestLog,
-    UsageDaily,
     Wallet,
     WalletTransaction,
 )
@@ -48,6 +47,7 @@ from gateway.ids import new_id
 from gateway.ledger.amounts import NANOS_PER_USD, nanos_to_json
 from gateway.ledger.events import record_event
 from gateway.ledger.prices import ModelRates, TokenUsage
+from gateway.ledger.sql import HotSql
 
 log = logging.getLogger("ringside.ledger")
 
@@ -87,6 +87,7 @@ class Reservation:
     prepaid: bool
     wallet_available_nanos: int | None  # after this hold
     started_ms: int
+    low_balance_threshold_nanos: int | None = None
     estimate: CallEstimate | None = None
     settled: bool = field(default=False)
 
@@ -109,6 +110,23 @@ class Settlement:
     budget_remaining_nanos: int | None
     wallet_balance_nanos: int | None
     over_hold: bool
+
+
+@dataclass(frozen=True)
+class PeriodState:
+    period: str
+    spent_nanos: int
+    held_nanos: int
+    warned: bool
+    exceeded: bool
+
+
+@dataclass(frozen=True)
+class WalletState:
+    balance_nanos: int
+    held_nanos: int
+    low_armed: bool
+    empty_armed: bool
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,7 @@ class Ledger:
         self.hold_ttl_ms = int(settings.billing.hold_ttl_s * 1000)
         self.warning_share = settings.billing.budget_warning_share
         self.min_output = settings.billing.min_output_tokens
+        self.sql = HotSql(db)
 
     # ------------------------------------------------------------------ helpers
     def _publish(self, events: Iterable[dict[str, Any]]) -> None:
@@ -154,14 +173,9 @@ class Ledger:
             raise LedgerUnavailable() from None
 
     # ------------------------------------------------------------------ customers
-    @staticmethod
-    def resolve_customer(ref: str) -> Customer:
+    def resolve_customer(self, ref: str) -> Customer:
         """By `cus_` id or by external id. Raises CustomerNotFound."""
-        row = None
-        if ref.startswith("cus_"):
-            row = Customer.get_or_none(Customer.id == ref)
-        if row is None:
-            row = Customer.get_or_none(Customer.external_id == ref)
+        row = self.sql.customer(ref)
         if row is None:
             raise CustomerNotFound(
                 f"No customer with id or external_id '{ref}'.", param="FC-Customer"
@@ -244,42 +258,29 @@ class Ledger:
 
             if cap is not None:
                 # The guard is the statement itself: it cannot overspend whatever ran before.
-                changed = (
-                    BudgetPeriod.update(held_nanos=BudgetPeriod.held_nanos + cost_hold)
-                    .where(
-                        BudgetPeriod.customer_id == customer.id,
-                        BudgetPeriod.period == period,
-                        BudgetPeriod.spent_nanos + BudgetPeriod.held_nanos + cost_hold <= cap,
-                    )
-                    .execute()
+                changed = self.sql.rowcount(
+                    "period_hold", cost_hold, customer.id, period, cost_hold, cap
                 )
                 if changed != 1:
                     err = self._budget_error(customer, cap, period_row)
                     return err, events
             if customer.prepaid:
-                changed = (
-                    Wallet.update(held_nanos=Wallet.held_nanos + price_hold)
-                    .where(
-                        Wallet.customer_id == customer.id,
-                        Wallet.balance_nanos - Wallet.held_nanos - price_hold >= 0,
-                    )
-                    .execute()
-                )
+                changed = self.sql.rowcount("wallet_hold", price_hold, customer.id, price_hold)
                 if changed != 1:
                     # Roll back the budget hold taken above with the whole transaction.
                     raise _Rollback(self._wallet_error(customer, wallet, price_hold))
             hold_id = new_id("hold")
-            Hold.insert(
-                id=hold_id,
-                request_id=request_id,
-                customer_id=customer.id,
-                period=period,
-                budget_nanos=cost_hold if cap is not None else 0,
-                wallet_nanos=price_hold if customer.prepaid else 0,
-                status="active",
-                created_ms=now_ms,
-                expires_ms=now_ms + self.hold_ttl_ms,
-            ).execute()
+            self.sql.execute(
+                "hold_insert",
+                hold_id,
+                request_id,
+                customer.id,
+                period,
+                cost_hold if cap is not None else 0,
+                price_hold if customer.prepaid else 0,
+                now_ms,
+                now_ms + self.hold_ttl_ms,
+            )
         reservation = Reservation(
             request_id=request_id,
             hold_id=hold_id,
@@ -294,6 +295,7 @@ class Ledger:
             prepaid=bool(customer.prepaid),
             wallet_available_nanos=(wallet_left - price_hold) if wallet_left is not None else None,
             started_ms=now_ms,
+            low_balance_threshold_nanos=customer.low_balance_threshold_nanos,
             estimate=est,
         )
         return reservation, events
@@ -492,21 +494,22 @@ class Ledger:
             required_usd=nanos_to_json(need) if need else None,
         )
 
-    def _period_row(self, customer_id: str, period: str, *, lock: bool) -> BudgetPeriod:
-        BudgetPeriod.insert(customer_id=customer_id, period=period).on_conflict_ignore().execute()
-        query = BudgetPeriod.select().where(
-            BudgetPeriod.customer_id == customer_id, BudgetPeriod.period == period
-        )
-        if lock and not self.db.is_sqlite:
-            query = query.for_update()
-        return query.get()
+    def _period_row(self, customer_id: str, period: str, *, lock: bool) -> PeriodState:
+        """The month's row, created on first use (locked FOR UPDATE on PostgreSQL)."""
+        row = self.sql.one("period_select", customer_id, period)
+        if row is None:
+            self.sql.execute("period_insert", customer_id, period, False, False)
+            row = self.sql.one("period_select", customer_id, period)
+        assert row is not None
+        return PeriodState(period, row[0], row[1], bool(row[2]), bool(row[3]))
 
-    def _wallet_row(self, customer_id: str, now_ms: int, *, lock: bool) -> Wallet:
-        Wallet.insert(customer_id=customer_id, updated_ms=now_ms).on_conflict_ignore().execute()
-        query = Wallet.select().where(Wallet.customer_id == customer_id)
-        if lock and not self.db.is_sqlite:
-            query = query.for_update()
-        return query.get()
+    def _wallet_row(self, customer_id: str, now_ms: int, *, lock: bool) -> WalletState:
+        row = self.sql.one("wallet_select", customer_id)
+        if row is None:
+            self.sql.execute("wallet_insert", customer_id, True, True, now_ms)
+            row = self.sql.one("wallet_select", customer_id)
+        assert row is not None
+        return WalletState(row[0], row[1], bool(row[2]), bool(row[3]))
 
     # ------------------------------------------------------------------ settle
     async def settle(self, reservation: Reservation, outcome: Outcome) -> Settlement:
@@ -552,56 +555,54 @@ class Ledger:
         budget_remaining: int | None = None
         wallet_balance: int | None = None
         with self.db.tx():
-            hold_live = False
-            if r.hold_id is not None:
-                hold_live = (
-                    Hold.update(status="settled")
-                    .where(Hold.id == r.hold_id, Hold.status == "active")
-                    .execute()
-                    == 1
-                )
-            customer = Customer.get_or_none(Customer.id == r.customer_id) if r.customer_id else None
-            if customer is not None:
+            hold_live = r.hold_id is not None and self.sql.rowcount("hold_settle", r.hold_id) == 1
+            if r.customer_id is not None:
                 # The month of the reservation owns the spend, even across midnight UTC.
                 release_budget = r.budget_hold_nanos if hold_live else 0
-                period_row = self._period_row(customer.id, r.period, lock=True)
-                before_spent = period_row.spent_nanos
-                if cost or release_budget:
-                    BudgetPeriod.update(
-                        spent_nanos=BudgetPeriod.spent_nanos + cost,
-                        held_nanos=BudgetPeriod.held_nanos - release_budget,
-                    ).where(
-                        BudgetPeriod.customer_id == customer.id,
-                        BudgetPeriod.period == r.period,
-                    ).execute()
-                after_spent = before_spent + cost
-                cap = customer.monthly_budget_nanos
+                returned = self.sql.one(
+                    "period_settle", cost, release_budget, r.customer_id, r.period
+                )
+                if returned is None:  # first call of the month for an unlimited customer
+                    self.sql.execute("period_insert", r.customer_id, r.period, False, False)
+                    returned = self.sql.one(
+                        "period_settle", cost, release_budget, r.customer_id, r.period
+                    )
+                assert returned is not None
+                spent_after, held_after = returned[0], returned[1]
+                period_state = PeriodState(
+                    r.period,
+                    spent_after - cost,
+                    held_after + release_budget,
+                    bool(returned[2]),
+                    bool(returned[3]),
+                )
+                cap = r.budget_nanos
                 if cap is not None:
-                    held_after = period_row.held_nanos - release_budget
-                    budget_remaining = max(cap - after_spent - held_after, 0)
-                    events += self._budget_crossings(customer, period_row, after_spent, now_ms)
-                release_wallet = r.wallet_hold_nanos if hold_live else 0
-                if customer.prepaid or r.wallet_hold_nanos:
-                    wallet = self._wallet_row(customer.id, now_ms, lock=True)
-                    Wallet.update(
-                        balance_nanos=Wallet.balance_nanos - price,
-                        held_nanos=Wallet.held_nanos - release_wallet,
-                        updated_ms=now_ms,
-                    ).where(Wallet.customer_id == customer.id).execute()
-                    wallet_balance = wallet.balance_nanos - price
+                    budget_remaining = max(cap - spent_after - held_after, 0)
+                    events += self._budget_crossings(r, period_state, spent_after, now_ms)
+                if r.prepaid or r.wallet_hold_nanos:
+                    release_wallet = r.wallet_hold_nanos if hold_live else 0
+                    if self.sql.one("wallet_select", r.customer_id) is None:
+                        self.sql.execute("wallet_insert", r.customer_id, True, True, now_ms)
+                    w = self.sql.one("wallet_settle", price, release_wallet, now_ms, r.customer_id)
+                    assert w is not None
+                    wallet_balance = w[0]
                     if price:
-                        WalletTransaction.insert(
-                            id=new_id("txn"),
-                            customer_id=customer.id,
-                            type="usage",
-                            amount_nanos=-price,
-                            balance_after_nanos=wallet_balance,
-                            request_id=r.request_id,
-                            description=f"{est.provider}/{est.model}",
-                            created_ms=now_ms,
-                        ).execute()
+                        self.sql.execute(
+                            "txn_insert",
+                            new_id("txn"),
+                            r.customer_id,
+                            -price,
+                            wallet_balance,
+                            r.request_id,
+                            f"{est.provider}/{est.model}",
+                            now_ms,
+                        )
+                    before = WalletState(
+                        wallet_balance + price, w[1] + release_wallet, bool(w[2]), bool(w[3])
+                    )
                     events += self._wallet_crossings(
-                        customer, wallet, wallet.balance_nanos, wallet_balance, now_ms
+                        r, before, before.balance_nanos, wallet_balance, now_ms
                     )
             row = {
                 "id": r.request_id,
@@ -625,9 +626,21 @@ class Ledger:
                 "latency_ms": outcome.latency_ms,
                 "created_ms": r.started_ms,
             }
-            RequestLog.insert(**row).execute()
+            self.sql.execute("request_insert", *row.values())
             if usage is not None:
-                self._rollup(r, est, usage, cost, price, now)
+                self.sql.execute(
+                    "rollup_upsert",
+                    day_of(now),
+                    r.customer_id or "",
+                    f"{est.provider}/{est.model}",
+                    usage.input_tokens,
+                    usage.cached_tokens,
+                    usage.cache_write_tokens,
+                    usage.output_tokens,
+                    usage.reasoning_tokens,
+                    cost,
+                    price,
+                )
         if over_hold:
             log.warning(
                 "request %s cost %d nanos above its hold %d (provider ignored max_tokens?)",
@@ -640,37 +653,6 @@ class Ledger:
             events,
             row,
         )
-
-    def _rollup(
-        self, r: Reservation, est: CallEstimate, usage: TokenUsage, cost: int, price: int, now: Any
-    ) -> None:
-        key = f"{est.provider}/{est.model}"
-        U = UsageDaily
-        U.insert(
-            day=day_of(now),
-            customer_id=r.customer_id or "",
-            model=key,
-            requests=1,
-            input_tokens=usage.input_tokens,
-            cached_tokens=usage.cached_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            output_tokens=usage.output_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_nanos=cost,
-            price_nanos=price,
-        ).on_conflict(
-            conflict_target=[U.day, U.customer_id, U.model],
-            update={
-                U.requests: U.requests + 1,
-                U.input_tokens: U.input_tokens + usage.input_tokens,
-                U.cached_tokens: U.cached_tokens + usage.cached_tokens,
-                U.cache_write_tokens: U.cache_write_tokens + usage.cache_write_tokens,
-                U.output_tokens: U.output_tokens + usage.output_tokens,
-                U.reasoning_tokens: U.reasoning_tokens + usage.reasoning_tokens,
-                U.cost_nanos: U.cost_nanos + cost,
-                U.price_nanos: U.price_nanos + price,
-            },
-        ).execute()
 
     # ------------------------------------------------------------------ crossings
     def _budget_data(self, customer: Customer, period: str, spent: int) -> dict[str, Any]:
@@ -689,19 +671,24 @@ class Ledger:
         }
 
     def _budget_crossings(
-        self, customer: Customer, period_row: BudgetPeriod, spent: int, now_ms: int
+        self, r: Reservation, period_row: PeriodState, spent: int, now_ms: int
     ) -> list[dict[str, Any]]:
-        cap = customer.monthly_budget_nanos
+        cap = r.budget_nanos
         if cap is None:
             return []
+        warn = not period_row.warned and spent >= cap * self.warning_share
+        exceed = not period_row.exceeded and spent >= cap
+        if not (warn or exceed):
+            return []  # the common case: no crossing, no extra reads
+        customer = self.resolve_customer(r.customer_id or "")
         events = []
         updates: dict[Any, Any] = {}
-        if not period_row.warned and spent >= cap * self.warning_share:
+        if warn:
             updates[BudgetPeriod.warned] = True
             data = self._budget_data(customer, period_row.period, spent)
             data["warning_share"] = float(self.warning_share)
             events.append(record_event("budget.warning", customer, data, now_ms=now_ms))
-        if not period_row.exceeded and spent >= cap:
+        if exceed:
             updates[BudgetPeriod.exceeded] = True
             events.append(
                 record_event(
@@ -720,19 +707,24 @@ class Ledger:
         return events
 
     def _wallet_crossings(
-        self, customer: Customer, wallet: Wallet, before: int, after: int, now_ms: int
+        self, r: Reservation, wallet: WalletState, before: int, after: int, now_ms: int
     ) -> list[dict[str, Any]]:
+        threshold = r.low_balance_threshold_nanos
+        low = threshold is not None and wallet.low_armed and before >= threshold > after
+        empty = wallet.empty_armed and after <= 0 < before
+        if not (low or empty):
+            return []
+        customer = self.resolve_customer(r.customer_id or "")
         events = []
-        threshold = customer.low_balance_threshold_nanos
         updates: dict[Any, Any] = {}
-        if threshold is not None and wallet.low_armed and before >= threshold > after:
+        if low:
             updates[Wallet.low_armed] = False
             events.append(
                 record_event(
                     "wallet.low", customer, self._wallet_data(customer, after), now_ms=now_ms
                 )
             )
-        if wallet.empty_armed and after <= 0 < before:
+        if empty:
             updates[Wallet.empty_armed] = False
             events.append(
                 record_event(
