@@ -61,6 +61,8 @@ class ServerSettings:
     database_url: str | None = None
     max_body_bytes: int = 4 * 1024 * 1024
     log_level: str = "info"
+    # How long a write waits for a lock before the ledger fails closed (503).
+    db_busy_timeout_ms: int = 5000
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,15 @@ class Settings:
 # ---------------------------------------------------------------- parsing helpers
 
 _SECTION_KEYS: dict[str, set[str]] = {
-    "server": {"host", "port", "data_dir", "database_url", "max_body_bytes", "log_level"},
+    "server": {
+        "host",
+        "port",
+        "data_dir",
+        "database_url",
+        "max_body_bytes",
+        "log_level",
+        "db_busy_timeout_ms",
+    },
     "billing": {
         "markup",
         "untagged",
@@ -325,7 +335,14 @@ def _build_server(t: dict[str, Any], env: Mapping[str, str], o: dict[str, Any]) 
     log_level = _string("[server] log_level", t.get("log_level", d.log_level)).lower()
     if log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"[server] log_level must be debug|info|warning|error, got {log_level!r}")
+    busy = _number(
+        "[server] db_busy_timeout_ms",
+        t.get("db_busy_timeout_ms", d.db_busy_timeout_ms),
+        minimum=1,
+        integer=True,
+    )
     return ServerSettings(
+        db_busy_timeout_ms=busy,
         host=_string("[server] host", host),
         port=port,
         data_dir=data_dir,

@@ -53,7 +53,10 @@ class Runtime:
         self.settings.server.data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_key, self.admin_key_generated = ensure_admin_key(self.settings)
         try:
-            self.db = Database(self.settings.database_url)
+            self.db = Database(
+                self.settings.database_url,
+                busy_timeout_ms=self.settings.server.db_busy_timeout_ms,
+            )
             migrate(self.db)
         except UNAVAILABLE_ERRORS as exc:
             raise ConfigError(f"cannot open database: {str(exc).strip().splitlines()[0]}") from None

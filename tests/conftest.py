@@ -127,7 +127,7 @@ def gateway_factory(
 
     def factory(config: str = "", env: dict[str, str] | None = None, **kw: Any) -> Gateway:
         settings = make_settings(tmp_path, config, env, database_url=database_url, **kw)
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, busy_timeout_ms=settings.server.db_busy_timeout_ms)
         made.append(db)
         migrate(db)
         return build_gateway(settings, db, admin_key=ADMIN_KEY, bus=EventBus(), clock=clock)

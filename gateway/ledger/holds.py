@@ -1,4 +1,4 @@
-"""Keeps in-flight holds alive and sweeps lapsed ones.
+"""Keeps in-flight holds alive, sweeps lapsed ones, replays spooled settlements.
 
 In-flight calls register their hold here; one background task renews all of them in a
 single statement every third of the TTL. If this process dies, renewals stop and any
@@ -34,6 +34,8 @@ class HoldKeeper:
     async def start(self) -> None:
         with contextlib.suppress(Exception):
             await self.ledger.sweep_expired_holds()
+        with contextlib.suppress(Exception):
+            await self.ledger.replay_spool()
         self._task = asyncio.create_task(self._run(), name="ringside-hold-keeper")
 
     async def stop(self) -> None:
@@ -50,6 +52,8 @@ class HoldKeeper:
                 if self.active:
                     await self.ledger.renew(list(self.active))
                 await self.ledger.sweep_expired_holds()
+                if self.ledger.spool.path.exists():
+                    await self.ledger.replay_spool()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database may be briefly unavailable; try again

@@ -15,13 +15,17 @@ or on PostgreSQL shared by many instances.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
-from gateway.clock import Clock, day_of, month_of, to_ms, utcnow
+import peewee as pw
+
+from gateway.clock import Clock, day_of, from_ms, month_of, to_ms, utcnow
 from gateway.config import Settings
 from gateway.db.database import UNAVAILABLE_ERRORS, Database
 from gateway.db.models import (
@@ -47,11 +51,14 @@ from gateway.ids import new_id
 from gateway.ledger.amounts import NANOS_PER_USD, nanos_to_json
 from gateway.ledger.events import record_event
 from gateway.ledger.prices import ModelRates, TokenUsage
+from gateway.ledger.spool import SettlementSpool, SettleRecord
 from gateway.ledger.sql import HotSql
 
 log = logging.getLogger("ringside.ledger")
 
 MAX_TOPUP_NANOS = 1_000_000 * NANOS_PER_USD
+# Waits between settlement attempts while the database is unavailable, before spooling.
+SETTLE_RETRY_DELAYS_S = (0.05, 0.25, 1.0)
 
 
 # ---------------------------------------------------------------------------- data
@@ -158,6 +165,7 @@ class Ledger:
         self.warning_share = settings.billing.budget_warning_share
         self.min_output = settings.billing.min_output_tokens
         self.sql = HotSql(db)
+        self.spool = SettlementSpool(settings.server.data_dir / "unsettled.jsonl")
 
     # ------------------------------------------------------------------ helpers
     def _publish(self, events: Iterable[dict[str, Any]]) -> None:
@@ -513,32 +521,39 @@ class Ledger:
 
     # ------------------------------------------------------------------ settle
     async def settle(self, reservation: Reservation, outcome: Outcome) -> Settlement:
-        """Record the real amount and release the rest. Called exactly once per reservation."""
+        """Record the real amount and release the rest. Called exactly once per reservation.
+
+        A database that is briefly unavailable is retried; if it stays down, the settlement
+        goes to the spool (fsynced) and is replayed later, so a served call is never lost.
+        """
         if reservation.settled:
             raise RuntimeError("reservation already settled")
         reservation.settled = True
-        try:
-            settlement, events, row = await self.db.write(self._settle_sync, reservation, outcome)
-        except UNAVAILABLE_ERRORS:
-            # The hold will lapse and be swept; the log line keeps the amount for reconciliation.
-            log.error(
-                "could not settle %s (customer %s): ledger unavailable; usage %s",
-                reservation.request_id,
-                reservation.customer_id,
-                outcome.usage,
-            )
-            raise
-        self._publish(events)
-        self.bus.publish("request.metered", request=row)
-        return settlement
+        record = self.settle_record(reservation, outcome)
+        for delay in SETTLE_RETRY_DELAYS_S:
+            try:
+                settlement, events, row = await self.db.write(self.settle_sync, record)
+            except UNAVAILABLE_ERRORS as exc:
+                log.warning("settling %s failed (%s); retrying", record.request_id, exc)
+                await asyncio.sleep(delay)
+                continue
+            self._publish(events)
+            self.bus.publish("request.metered", request=row)
+            return settlement
+        await asyncio.to_thread(self.spool.append, record)
+        log.error("ledger unavailable: settlement of %s spooled for replay", record.request_id)
+        return Settlement(
+            record.cost_nanos,
+            record.price_nanos,
+            reservation.budget_remaining_nanos,
+            reservation.wallet_available_nanos,
+            record.over_hold,
+        )
 
-    def _settle_sync(
-        self, r: Reservation, outcome: Outcome
-    ) -> tuple[Settlement, list[dict[str, Any]], dict[str, Any]]:
+    def settle_record(self, r: Reservation, outcome: Outcome) -> SettleRecord:
+        """Everything settlement needs, as plain values (so it can be spooled and replayed)."""
         est = r.estimate
         assert est is not None
-        now = self.clock()
-        now_ms = to_ms(now)
         usage = outcome.usage
         if usage is not None:
             exact = est.rates.cost(usage)
@@ -547,14 +562,81 @@ class Ledger:
             price = int((exact * markup).to_integral_value())
         else:
             cost = price = 0
-        over_hold = r.hold_id is not None and (
+        over_hold = r.hold_id is not None and bool(
             (r.budget_hold_nanos and cost > r.budget_hold_nanos)
             or (r.wallet_hold_nanos and price > r.wallet_hold_nanos)
         )
+        return SettleRecord(
+            request_id=r.request_id,
+            hold_id=r.hold_id,
+            customer_id=r.customer_id,
+            period=r.period,
+            budget_hold_nanos=r.budget_hold_nanos,
+            wallet_hold_nanos=r.wallet_hold_nanos,
+            budget_nanos=r.budget_nanos,
+            prepaid=r.prepaid,
+            low_balance_threshold_nanos=r.low_balance_threshold_nanos,
+            started_ms=r.started_ms,
+            provider=est.provider,
+            model=est.model,
+            endpoint=est.endpoint,
+            stream=est.stream,
+            status=outcome.status,
+            http_status=outcome.http_status,
+            error_code=outcome.error_code,
+            latency_ms=outcome.latency_ms,
+            usage=None if usage is None else dataclasses.astuple(usage),
+            cost_nanos=cost,
+            price_nanos=price,
+            over_hold=over_hold,
+            settled_ms=to_ms(self.clock()),
+        )
+
+    async def replay_spool(self) -> int:
+        """Apply spooled settlements; each is applied once (the request id is the key)."""
+        return await asyncio.to_thread(self.spool.replay, self._replay_one)
+
+    def _replay_one(self, record: SettleRecord) -> None:
+        try:
+            self.db.run_sync(self.settle_sync, record)
+        except pw.IntegrityError:
+            pass  # already recorded: the first attempt committed before its error surfaced
+
+    def settle_sync(
+        self, r: SettleRecord
+    ) -> tuple[Settlement, list[dict[str, Any]], dict[str, Any]]:
+        now = from_ms(r.settled_ms)
+        now_ms = r.settled_ms
+        usage = TokenUsage(*r.usage) if r.usage is not None else None
+        cost, price, over_hold = r.cost_nanos, r.price_nanos, r.over_hold
         events: list[dict[str, Any]] = []
         budget_remaining: int | None = None
         wallet_balance: int | None = None
+        row = {
+            "id": r.request_id,
+            "customer_id": r.customer_id,
+            "provider": r.provider,
+            "model": r.model,
+            "endpoint": r.endpoint,
+            "stream": r.stream,
+            "status": r.status,
+            "http_status": r.http_status,
+            "error_code": r.error_code,
+            "input_tokens": usage.input_tokens if usage else 0,
+            "cached_tokens": usage.cached_tokens if usage else 0,
+            "cache_write_tokens": usage.cache_write_tokens if usage else 0,
+            "output_tokens": usage.output_tokens if usage else 0,
+            "reasoning_tokens": usage.reasoning_tokens if usage else 0,
+            "cost_nanos": cost,
+            "price_nanos": price,
+            "held_nanos": max(r.budget_hold_nanos, r.wallet_hold_nanos),
+            "over_hold": bool(over_hold),
+            "latency_ms": r.latency_ms,
+            "created_ms": r.started_ms,
+        }
         with self.db.tx():
+            # First: the request id is the primary key, so a replayed settlement stops here.
+            self.sql.execute("request_insert", *row.values())
             hold_live = r.hold_id is not None and self.sql.rowcount("hold_settle", r.hold_id) == 1
             if r.customer_id is not None:
                 # The month of the reservation owns the spend, even across midnight UTC.
@@ -595,7 +677,7 @@ class Ledger:
                             -price,
                             wallet_balance,
                             r.request_id,
-                            f"{est.provider}/{est.model}",
+                            f"{r.provider}/{r.model}",
                             now_ms,
                         )
                     before = WalletState(
@@ -604,35 +686,12 @@ class Ledger:
                     events += self._wallet_crossings(
                         r, before, before.balance_nanos, wallet_balance, now_ms
                     )
-            row = {
-                "id": r.request_id,
-                "customer_id": r.customer_id,
-                "provider": est.provider,
-                "model": est.model,
-                "endpoint": est.endpoint,
-                "stream": est.stream,
-                "status": outcome.status,
-                "http_status": outcome.http_status,
-                "error_code": outcome.error_code,
-                "input_tokens": usage.input_tokens if usage else 0,
-                "cached_tokens": usage.cached_tokens if usage else 0,
-                "cache_write_tokens": usage.cache_write_tokens if usage else 0,
-                "output_tokens": usage.output_tokens if usage else 0,
-                "reasoning_tokens": usage.reasoning_tokens if usage else 0,
-                "cost_nanos": cost,
-                "price_nanos": price,
-                "held_nanos": max(r.budget_hold_nanos, r.wallet_hold_nanos),
-                "over_hold": bool(over_hold),
-                "latency_ms": outcome.latency_ms,
-                "created_ms": r.started_ms,
-            }
-            self.sql.execute("request_insert", *row.values())
             if usage is not None:
                 self.sql.execute(
                     "rollup_upsert",
                     day_of(now),
                     r.customer_id or "",
-                    f"{est.provider}/{est.model}",
+                    f"{r.provider}/{r.model}",
                     usage.input_tokens,
                     usage.cached_tokens,
                     usage.cache_write_tokens,

@@ -105,7 +105,8 @@ def make_machine(s: Any, db: Database) -> type[RuleBasedStateMachine]:
                     output_tokens=int(out * share),
                 )
             )
-            self.ledger._settle_sync(r, Outcome("error" if fail else "ok", 200, usage))
+            outcome = Outcome("error" if fail else "ok", 200, usage)
+            self.ledger.settle_sync(self.ledger.settle_record(r, outcome))
 
         @rule()
         def lapse(self) -> None:
