@@ -41,8 +41,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_spec_example_loads(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, SPEC_EXAMPLE), env={"LOCAL_API_KEY": "k",
-                                                          "OPENAI_BASE_URL": "http://o.test/v1"})
+    s = load_settings(
+        write(tmp_path, SPEC_EXAMPLE),
+        env={"LOCAL_API_KEY": "k", "OPENAI_BASE_URL": "http://o.test/v1"},
+    )
     assert s.billing.markup == Decimal("1.25")
     assert s.providers["local"].api_key == "k"
     assert s.providers["openai"].base_url == "http://o.test/v1"
@@ -52,8 +54,11 @@ def test_spec_example_loads(tmp_path: Path) -> None:
 
 
 def test_env_and_overrides(tmp_path: Path) -> None:
-    s = load_settings(None, env={"RINGSIDE_DATABASE_URL": "postgresql://h/db"},
-                      overrides={"port": 9000, "data_dir": str(tmp_path)})
+    s = load_settings(
+        None,
+        env={"RINGSIDE_DATABASE_URL": "postgresql://h/db"},
+        overrides={"port": 9000, "data_dir": str(tmp_path)},
+    )
     assert s.server.port == 9000 and s.database_url == "postgresql://h/db"
     s = load_settings(None, env={}, overrides={"data_dir": str(tmp_path)})
     assert s.database_url.startswith("sqlite:///")
@@ -68,7 +73,7 @@ def test_env_and_overrides(tmp_path: Path) -> None:
         ('[providers.local]\nbase_url = "not a url"\n', "base_url"),
         ('[providers.local]\nbase_url = "ftp://x"\n', "base_url"),
         ('[providers.local]\nbase_url = "http://x:99999"\n', "base_url"),
-        ("[providers.local]\napi_key_env = \"X\"\n", "needs base_url"),
+        ('[providers.local]\napi_key_env = "X"\n', "needs base_url"),
         ('[billing]\nuntagged = "maybe"\n', "untagged"),
         ('[prices."x"]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = 1\n', "provider/model"),
         ('[prices."a/b"]\ninput_usd_per_mtok = 1\n', "output_usd_per_mtok"),
@@ -92,15 +97,31 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("config", "extra_args"),
-    [("[billing]\nmarkup = -2\n", []), ("", ["--database-url", "mysql://nope/x"]),
-     ("[nope]\n", [])],
+    [
+        ("[billing]\nmarkup = -2\n", []),
+        ("", ["--database-url", "mysql://nope/x"]),
+        ("[nope]\n", []),
+    ],
 )
 def test_serve_exits_2_with_one_line(tmp_path: Path, config: str, extra_args: list[str]) -> None:
     cfg = write(tmp_path, config)
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(cfg), "--data-dir",
-         str(tmp_path / "d"), "--port", "0", *extra_args],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--port",
+            "0",
+            *extra_args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -1,0 +1,1 @@
+"""Local fakes of external services (Stripe) for tests and demos."""
