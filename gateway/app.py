@@ -124,7 +124,10 @@ def _model_list(gw: Gateway) -> list[dict[str, Any]]:
     seen: set[str] = set()
     for name, provider in gw.providers.providers.items():
         names = list(provider.models())
-        names += gw.prices.catalog_models(name)
+        ps = gw.settings.providers[name]
+        if ps.api_key or name not in ("openai", "anthropic") or _base_url_overridden(gw, name):
+            # Without a key the official APIs refuse every call: don't advertise them.
+            names += gw.prices.catalog_models(name)
         names += [k.split("/", 1)[1] for k in gw.settings.prices if k.startswith(f"{name}/")]
         for model in names:
             mid = f"fc:{name}/{model}"
@@ -133,6 +136,11 @@ def _model_list(gw: Gateway) -> list[dict[str, Any]]:
             seen.add(mid)
             out.append({"id": mid, "object": "model", "created": 0, "owned_by": name})
     return out
+
+
+def _base_url_overridden(gw: Gateway, name: str) -> bool:
+    default = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+    return gw.settings.providers[name].base_url != default.get(name)
 
 
 @contextlib.asynccontextmanager
@@ -165,6 +173,11 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
             await asyncio.wait(list(gw.background), timeout=30)
         await gw.holds.stop()
         await gw.providers.aclose()
+        for service in gw.services.extra.values():
+            close = getattr(service, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
 
 
 def create_app(gw: Gateway) -> Litestar:

@@ -81,6 +81,7 @@ __all__ = [
     "RingsideError",
     "RingsideObject",
     "Stream",
+    "UpstreamAuthFailed",
     "UpstreamError",
     "UpstreamRateLimited",
     "UpstreamTimeout",
@@ -430,6 +431,10 @@ class UpstreamError(InternalServerError):
     """502: the provider failed or broke the connection; the call was not charged."""
 
 
+class UpstreamAuthFailed(UpstreamError):
+    """502: the provider refused Ringside's own credentials; fix the key, don't retry."""
+
+
 class UpstreamTimeout(UpstreamError):
     """504: the provider did not answer in time; the call was not charged."""
 
@@ -455,6 +460,7 @@ _ERRORS_BY_CODE: dict[str, type[RingsideError]] = {
     "idempotency_key_in_progress": IdempotencyKeyInProgress,
     "upstream_rate_limited": UpstreamRateLimited,
     "upstream_error": UpstreamError,
+    "upstream_auth_failed": UpstreamAuthFailed,
     "upstream_timeout": UpstreamTimeout,
     "ledger_unavailable": LedgerUnavailable,
 }

@@ -172,6 +172,14 @@ class UpstreamError(ApiError):
     code = "upstream_error"
 
 
+class UpstreamAuthFailed(ApiError):
+    """The provider refused Ringside's own credentials: an operator problem, not retriable."""
+
+    status = 502
+    type = "api_error"
+    code = "upstream_auth_failed"
+
+
 class UpstreamTimeout(ApiError):
     status = 504
     type = "api_error"

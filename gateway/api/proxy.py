@@ -24,6 +24,7 @@ from gateway.errors import (
     ApiError,
     CustomerRequired,
     InvalidRequest,
+    UpstreamAuthFailed,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamTimeout,
@@ -43,6 +44,11 @@ def map_upstream_failure(f: UpstreamFailure) -> ApiError:
         return UpstreamTimeout(f.message)
     if f.status == 429:
         return UpstreamRateLimited(f.message)
+    if f.status in (401, 403):
+        return UpstreamAuthFailed(
+            f"The provider refused Ringside's credentials ({f.status}): {f.message} "
+            "Check the provider's API key in Ringside's environment."
+        )
     if f.status is not None and f.status in (400, 404, 409, 413, 422):
         err = InvalidRequest(f"Upstream refused the request: {f.message}")
         err.status = f.status  # type: ignore[misc]

@@ -35,6 +35,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+_ACTIVE: Database | None = None
+
+
 class Database:
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 8) -> None:
         self.url = url
@@ -80,7 +83,15 @@ class Database:
             )
             self._writer = ThreadPoolExecutor(pool_size, thread_name_prefix="ringside-db")
             self._readers = self._writer
+        global _ACTIVE
+        if _ACTIVE is not None and not _ACTIVE._closed:
+            # The models reach the database through one process-wide proxy: a second open
+            # Database would silently re-point every query of the first.
+            raise RuntimeError(
+                f"a Database ({_ACTIVE.url}) is already open in this process; close it first"
+            )
         database_proxy.initialize(self.peewee)
+        _ACTIVE = self
         self._closed = False
         self._lock = threading.Lock()
 

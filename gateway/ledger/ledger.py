@@ -261,6 +261,7 @@ class Ledger:
             if isinstance(plan, _Refusal):
                 err, events = self._on_refusal(plan, customer, period_row, wallet, now_ms)
                 self._log_refusal(request_id, customer.id, est, err, now_ms)
+                err.headers["FC-Request-Id"] = request_id
                 return err, events
             out_tokens, cost_hold, price_hold = plan
 

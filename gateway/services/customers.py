@@ -98,7 +98,7 @@ class CustomerService:
     def create_sync(self, body: Any) -> dict[str, Any]:
         body = v.require_object(body)
         v.reject_unknown(body, CREATE_FIELDS)
-        external_id = v.string(body, "external_id", required=True)
+        external_id = v.external_id(body)
         name = v.string(body, "name", required=True)
         email = v.email(body)
         _, budget = self._budget(body)
@@ -148,7 +148,7 @@ class CustomerService:
             row = self.ledger.resolve_customer(ref)
             changes: dict[Any, Any] = {}
             if "external_id" in body:
-                ext = v.string(body, "external_id", required=True)
+                ext = v.external_id(body)
                 if ext != row.external_id:
                     other = Customer.get_or_none(Customer.external_id == ext)
                     if other is not None:

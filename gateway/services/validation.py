@@ -53,6 +53,15 @@ def string(
     return value
 
 
+def external_id(body: dict[str, Any], name: str = "external_id") -> str:
+    """Your own id for the customer; it appears in URLs, so it may not contain '/'."""
+    value = string(body, name, required=True)
+    assert value is not None
+    if "/" in value:
+        raise InvalidRequest(f"{name} may not contain '/'.", param=name)
+    return value
+
+
 def email(body: dict[str, Any], name: str = "email") -> str | None:
     value = string(body, name, max_len=320)
     if value and not _EMAIL.match(value):

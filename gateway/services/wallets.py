@@ -49,7 +49,10 @@ class WalletService:
                 }
             )
 
-        scope = f"topup:{customer_ref}"
+        # Scope keys by the resolved customer, so the same key sent once with the `cus_` id
+        # and once with the external id is still one top-up.
+        customer_id = (await self.ledger.db.read(self.ledger.resolve_customer, customer_ref)).id
+        scope = f"topup:{customer_id}"
         result = await self.idempotency.run(
             idempotency_key, scope, raw_body if raw_body is not None else encode(body), operation
         )

@@ -74,6 +74,7 @@ async def test_budget_alias_and_validation(client: Any) -> None:
         ({"external_id": "v6", "name": "x", "bogus": 1}, "bogus"),
         ({"external_id": 5, "name": "x"}, "external_id"),
         ({"external_id": "v7", "name": "x", "prepaid": "yes"}, "prepaid"),
+        ({"external_id": "org/42", "name": "x"}, "external_id"),
     ]:
         r = await client.post("/v1/customers", json=body, headers=admin())
         assert r.status_code == 400, (body, r.text)

@@ -373,3 +373,17 @@ async def test_idempotent_customer_create(app: Any) -> None:
     assert r1.status_code == r2.status_code == 201 and r1.json()["id"] == r2.json()["id"]
     r3 = await app.post("/v1/customers", json={**body, "name": "Other"}, headers=h)
     assert r3.status_code == 409 and r3.json()["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_topup_key_is_scoped_to_the_customer_not_the_spelling(app: Any) -> None:
+    cus = await customer(app, external_id="spelled-twice")
+    h = admin({"Idempotency-Key": "same"})
+    r1 = await app.post(
+        f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": 10}, headers=h
+    )
+    r2 = await app.post(
+        "/v1/customers/spelled-twice/wallet/topup", json={"amount_usd": 10}, headers=h
+    )
+    assert r1.status_code == r2.status_code == 200
+    w = (await app.get(f"/v1/customers/{cus['id']}/wallet", headers=admin())).json()
+    assert w["balance_usd"] == 10
