@@ -194,3 +194,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "postgres":
         return request.getfixturevalue("pg_server")()
     return f"sqlite:///{tmp_path / 'ringside.db'}"
+
+
+async def test_unexpected_errors_are_a_500_envelope_without_details(
+    client: Any, gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    gateway.services.customers.list = boom
+    r = await client.get("/v1/customers", headers=admin())
+    assert r.status_code == 500
+    err = r.json()["error"]
+    assert err["code"] == "internal_error" and err["request_id"].startswith("err_")
+    assert "secret internal detail" not in r.text and "Traceback" not in r.text
+    assert "secret internal detail" in caplog.text  # the details stay in the log
