@@ -20,7 +20,10 @@ class HoldKeeper:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.active: set[str] = set()
-        self.interval_s = max(ledger.hold_ttl_ms / 3000, 0.2)
+        # Renew well inside the TTL; sweep often, so a dead instance's holds are released
+        # within about a second of lapsing (an indexed query that usually finds nothing).
+        self.renew_every_s = max(ledger.hold_ttl_ms / 3000, 0.2)
+        self.sweep_every_s = min(1.0, self.renew_every_s)
         self._task: asyncio.Task[None] | None = None
 
     def track(self, hold_id: str | None) -> None:
@@ -46,10 +49,13 @@ class HoldKeeper:
             self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        renewed_at = loop.time()
         while True:
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(self.sweep_every_s)
             try:
-                if self.active:
+                if self.active and loop.time() - renewed_at >= self.renew_every_s - 0.05:
+                    renewed_at = loop.time()
                     await self.ledger.renew(list(self.active))
                 await self.ledger.sweep_expired_holds()
                 if self.ledger.spool.path.exists():
