@@ -207,3 +207,22 @@ async def test_sigkill_mid_flight_keeps_settled_and_releases_holds(
         assert Decimal(str(cus_now["budget"]["spent_usd"])) == settled_cost  # nothing lost
         log = (await c.get(f"/v1/requests?customer_id={cid}")).json()["data"]
         assert [r["status"] for r in log] == ["ok"]
+
+
+async def test_long_call_keeps_its_hold_past_the_ttl(
+    ringside_server: Any, upstream: FakeUpstream
+) -> None:
+    server = ringside_server(CONFIG.format(url=upstream.url))  # hold_ttl_s = 2
+    h = server.headers()
+    cus = await make_customer(server.base_url, h, budget_usd=1)
+    async with httpx.AsyncClient(base_url=server.base_url, headers=h, timeout=30) as c:
+        call = asyncio.create_task(c.post("/v1/chat/completions", json=body(5, 5, "[sleep=4]"),
+                                          headers={"FC-Customer": cus["id"]}))
+        await asyncio.sleep(3.2)  # past the TTL: only renewal keeps the hold alive
+        mid = (await c.get(f"/v1/customers/{cus['id']}")).json()
+        assert mid["budget"]["held_usd"] > 0
+        r = await call
+        assert r.status_code == 200
+        done = (await c.get(f"/v1/customers/{cus['id']}")).json()
+        assert done["budget"]["held_usd"] == 0
+        assert Decimal(str(done["budget"]["spent_usd"])) == Decimal(r.headers["FC-Cost-USD"])
