@@ -731,7 +731,7 @@ class Ledger:
         }
 
     def _budget_crossings(
-        self, r: Reservation, period_row: PeriodState, spent: int, now_ms: int
+        self, r: SettleRecord, period_row: PeriodState, spent: int, now_ms: int
     ) -> list[dict[str, Any]]:
         cap = r.budget_nanos
         if cap is None:
@@ -742,14 +742,11 @@ class Ledger:
             return []  # the common case: no crossing, no extra reads
         customer = self.resolve_customer(r.customer_id or "")
         events = []
-        updates: dict[Any, Any] = {}
-        if warn:
-            updates[BudgetPeriod.warned] = True
+        if warn and self._claim_flag(BudgetPeriod.warned, customer.id, period_row.period):
             data = self._budget_data(customer, period_row.period, spent)
             data["warning_share"] = float(self.warning_share)
             events.append(record_event("budget.warning", customer, data, now_ms=now_ms))
-        if exceed:
-            updates[BudgetPeriod.exceeded] = True
+        if exceed and self._claim_flag(BudgetPeriod.exceeded, customer.id, period_row.period):
             events.append(
                 record_event(
                     "budget_exceeded",
@@ -758,16 +755,24 @@ class Ledger:
                     now_ms=now_ms,
                 )
             )
-        if updates:
-            # Guarded on the flag so two instances can never both fire the same crossing.
-            BudgetPeriod.update(updates).where(
-                BudgetPeriod.customer_id == customer.id,
-                BudgetPeriod.period == period_row.period,
-            ).execute()
         return events
 
+    @staticmethod
+    def _claim_flag(flag: Any, customer_id: str, period: str) -> bool:
+        """Set a once-per-month crossing flag; only the writer that flips it fires the event."""
+        return (
+            BudgetPeriod.update({flag: True})
+            .where(
+                BudgetPeriod.customer_id == customer_id,
+                BudgetPeriod.period == period,
+                flag == False,  # noqa: E712 - a SQL expression
+            )
+            .execute()
+            == 1
+        )
+
     def _wallet_crossings(
-        self, r: Reservation, wallet: WalletState, before: int, after: int, now_ms: int
+        self, r: SettleRecord, wallet: WalletState, before: int, after: int, now_ms: int
     ) -> list[dict[str, Any]]:
         threshold = r.low_balance_threshold_nanos
         low = threshold is not None and wallet.low_armed and before >= threshold > after
