@@ -22,6 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_options(serve_p)
     demo_p = sub.add_parser("demo", help="dashboard + mock provider + simulated traffic")
     add_server_options(demo_p)
+    webhooks_p = sub.add_parser("webhooks", help="webhook tools")
+    webhooks_sub = webhooks_p.add_subparsers(dest="webhooks_command", required=True)
+    listen_p = webhooks_sub.add_parser(
+        "listen", help="print webhook deliveries as they arrive (a local test receiver)"
+    )
+    from gateway.webhooks.listen import add_arguments as add_listen_arguments
+
+    add_listen_arguments(listen_p)
     return parser
 
 
@@ -30,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run_guarded(serve, args)
+    if args.command == "webhooks":
+        from gateway.webhooks.listen import run as listen
+
+        return listen(args)
     from ringside_tui.launch import run_dashboard  # imports Textual
 
     return run_guarded(run_dashboard, args, args.command == "demo")

@@ -207,6 +207,10 @@ class WebhookEndpoint(BaseModel):
     last_success_ms = pw.BigIntegerField(null=True)
     failing_since_ms = pw.BigIntegerField(null=True)
     deleted_ms = pw.BigIntegerField(null=True)
+    # m0003: after a rotation the old secret keeps signing until it expires (grace period).
+    previous_secret = pw.CharField(null=True, max_length=128)
+    previous_secret_expires_ms = pw.BigIntegerField(null=True)
+    updated_ms = pw.BigIntegerField(null=True)
 
 
 class WebhookDelivery(BaseModel):
@@ -222,8 +226,11 @@ class WebhookDelivery(BaseModel):
     locked_by = pw.CharField(null=True, max_length=64)
     last_status_code = pw.IntegerField(null=True)
     last_error = pw.TextField(null=True)
-    created_ms = pw.BigIntegerField()
+    created_ms = pw.BigIntegerField(index=True)
     delivered_ms = pw.BigIntegerField(null=True)
+    # m0003: retries run for max_retry_age_h from here (creation, or the last manual retry).
+    window_start_ms = pw.BigIntegerField(null=True)
+    last_attempt_ms = pw.BigIntegerField(null=True)
 
     class Meta:
         indexes = ((("status", "next_attempt_ms"), False),)
@@ -236,6 +243,7 @@ class WebhookAttempt(BaseModel):
     status_code = pw.IntegerField(null=True)
     error = pw.TextField(null=True)
     duration_ms = pw.IntegerField(default=0)
+    response_body = pw.TextField(null=True)  # m0003: the first KiB, for debugging receivers
 
 
 class Lease(BaseModel):

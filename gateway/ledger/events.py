@@ -22,6 +22,7 @@ EVENT_TYPES = (
 )
 # Operator-visible events that are not about a customer.
 SYSTEM_EVENT_TYPES = ("webhook_endpoint.disabled",)
+ALL_EVENT_TYPES = EVENT_TYPES + SYSTEM_EVENT_TYPES
 
 
 def record_event(
@@ -43,11 +44,16 @@ def record_event(
 
 
 def enqueue_deliveries(event: Event, now_ms: int) -> int:
+    """One outbox row per endpoint subscribed to the event's type (None = all).
+
+    Disabled endpoints get their rows too: the worker holds them back and enabling the
+    endpoint sends them, so disabling never loses an event (deleting an endpoint does).
+    Delivery is scheduled on the wall clock, whatever clock stamped the event, so an event
+    recorded under a test's moved clock is still due at once.
+    """
+    wall_ms = int(time.time() * 1000)
     rows = []
-    for ep in WebhookEndpoint.select().where(
-        WebhookEndpoint.enabled == True,  # noqa: E712 - peewee expression
-        WebhookEndpoint.deleted_ms.is_null(),
-    ):
+    for ep in WebhookEndpoint.select().where(WebhookEndpoint.deleted_ms.is_null()):
         if ep.events and event.type not in ep.events:
             continue
         rows.append(
@@ -57,8 +63,9 @@ def enqueue_deliveries(event: Event, now_ms: int) -> int:
                 "endpoint_id": ep.id,
                 "status": "pending",
                 "attempts": 0,
-                "next_attempt_ms": now_ms,
-                "created_ms": now_ms,
+                "next_attempt_ms": min(now_ms, wall_ms),
+                "created_ms": wall_ms,
+                "window_start_ms": wall_ms,
             }
         )
     if rows:
