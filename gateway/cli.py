@@ -38,6 +38,8 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Job (re)registration chatter is not news to an operator.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -1,0 +1,29 @@
+# Developer shortcuts. Everything assumes the venv made by README's commands (.venv).
+PY ?= .venv/bin/python
+
+.PHONY: install test check lint format screenshots binary bench
+
+install:
+	python3 -m venv .venv && .venv/bin/pip install -q -e ".[test]"
+
+test:
+	$(PY) -m pytest
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format:
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+check: lint test
+
+screenshots:
+	$(PY) -m ringside_tui.screenshots
+
+binary:
+	PYTHON=$(PY) bash scripts/build_binary.sh
+
+bench:
+	PYTHON=$(PY) bash bench/run.sh
