@@ -1,0 +1,198 @@
+"""Customer detail: limits, usage by model and by day, recent requests, wallet history."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Static
+
+from gateway.services.snapshots import CustomerDetail, TransactionRow, UsageLine
+from ringside_tui.screens.requests import request_cells
+from ringside_tui.widgets import cells
+from ringside_tui.widgets.diff_table import Column, DiffTable
+
+if TYPE_CHECKING:
+    from ringside_tui.app import RingsideApp
+    from ringside_tui.bridge import Activity, Backend
+
+USAGE_COLUMNS = [
+    Column("key", "Model", 22),
+    Column("requests", "Requests", 9),
+    Column("tokens", "Tokens in / out", 15),
+    Column("cost", "Cost", 11),
+    Column("price", "Price", 11),
+    Column("margin", "Margin", 11),
+]
+DAY_COLUMNS = [
+    Column("key", "Day", 10),
+    Column("requests", "Requests", 8),
+    Column("cost", "Cost", 10),
+    Column("price", "Price", 10),
+]
+TXN_COLUMNS = [
+    Column("time", "When (UTC)", 11),
+    Column("type", "Type", 7),
+    Column("amount", "Amount", 10),
+    Column("balance", "Balance", 10),
+]
+SMALL_REQUEST_COLUMNS = [
+    Column("time", "UTC", 8),
+    Column("model", "Model", 19),
+    Column("tokens", "Tokens in/out", 13),
+    Column("cost", "Cost", 9),
+    Column("price", "Price", 9),
+    Column("latency", "Latency", 8),
+    Column("status", "Status", 20),
+]
+
+
+def usage_cells(u: UsageLine) -> list[Any]:
+    return [
+        cells.cell(u.key, u.key),
+        cells.count(u.requests),
+        cells.tokens(u.input_tokens, u.output_tokens),
+        cells.money(u.cost_nanos),
+        cells.money(u.price_nanos),
+        cells.margin(u.margin_nanos),
+    ]
+
+
+def day_cells(u: UsageLine) -> list[Any]:
+    return [
+        cells.cell(u.key, u.key),
+        cells.count(u.requests),
+        cells.money(u.cost_nanos),
+        cells.money(u.price_nanos),
+    ]
+
+
+def txn_cells(t: TransactionRow) -> list[Any]:
+    return [
+        cells.cell(cells.short_datetime_text(t.created_ms), t.created_ms),
+        cells.cell(t.type, t.type, style="green" if t.type == "topup" else ""),
+        cells.money(t.amount_nanos),
+        cells.money(t.balance_after_nanos),
+    ]
+
+
+def describe(d: CustomerDetail, warning_share: Decimal) -> str:
+    c = d.customer
+    state = c.state(warning_share)
+    style = cells.BADGE_STYLES.get(state, "")
+    budget = (
+        f"{cells.usd_text(c.spent_nanos)} of {cells.usd_text(c.budget_nanos)} "
+        f"({(c.budget_share or 0) * 100:.1f}%) · held {cells.usd_text(c.held_nanos)}"
+        if c.budget_nanos is not None
+        else "no monthly cap"
+    )
+    wallet = (
+        f"{cells.usd_text(c.wallet_nanos)} (held {cells.usd_text(c.wallet_held_nanos)})"
+        if c.wallet_nanos is not None
+        else "postpaid (no wallet)"
+    )
+    threshold = cells.usd_text(c.threshold_nanos) if c.threshold_nanos is not None else "none"
+    return (
+        f"[b]{c.name}[/b]  [{style}]{state}[/]\n"
+        f"id {c.id} · external id {c.external_id} · {c.email or 'no email'}\n"
+        f"Budget this month: {budget}\n"
+        f"Wallet: {wallet} · low-balance threshold {threshold} · "
+        f"markup {c.markup or 'global default'}\n"
+        f"Month to date: {c.mtd_requests:,} requests · cost {cells.usd_text(c.mtd_cost_nanos)} · "
+        f"price {cells.usd_text(c.mtd_price_nanos)} · margin {cells.usd_text(c.margin_nanos)}"
+        + (f" · Stripe {d.stripe_customer_id}" if d.stripe_customer_id else "")
+    )
+
+
+class CustomerDetailScreen(Screen[None]):
+    view_name = "detail"
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("t", "topup", "Top up"),
+        Binding("e", "edit", "Limits"),
+        Binding("s", "suspend", "Suspend/resume"),
+        Binding("a", "archive", "Archive"),
+    ]
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(id="detail-screen")
+        self.customer_id = customer_id
+        self.detail: CustomerDetail | None = None
+        self.warning_share = Decimal("0.8")
+
+    def compose(self) -> ComposeResult:
+        yield Static("Loading…", id="detail-header")
+        yield Label("Usage by model · month to date", classes="box-title")
+        yield DiffTable[UsageLine](
+            USAGE_COLUMNS, id="by-model-table", sort_column="cost", sort_reverse=True
+        )
+        with Horizontal(id="detail-middle"):
+            with Vertical(classes="list-box"):
+                yield Label("Usage by day · last 30 days", classes="box-title")
+                yield DiffTable[UsageLine](
+                    DAY_COLUMNS, id="by-day-table", sort_column="key", sort_reverse=True
+                )
+            with Vertical(classes="list-box"):
+                yield Label("Wallet transactions", classes="box-title")
+                yield DiffTable[TransactionRow](
+                    TXN_COLUMNS, id="txn-table", sort_column="time", sort_reverse=True
+                )
+        yield Label("Recent requests", classes="box-title")
+        yield DiffTable[Any](
+            SMALL_REQUEST_COLUMNS,
+            id="detail-requests-table",
+            sort_column="time",
+            sort_reverse=True,
+        )
+        yield Footer()
+
+    @property
+    def rapp(self) -> RingsideApp:
+        return self.app  # type: ignore[return-value]
+
+    def on_mount(self) -> None:
+        self.set_focus(self.query_one("#by-model-table"))
+        self.rapp.request_refresh(urgent=True)
+
+    # ------------------------------------------------------------------ live view
+    def interested(self, activity: Activity) -> bool:
+        return self.customer_id in activity.customer_ids
+
+    async def load(self, backend: Backend) -> CustomerDetail:
+        self.warning_share = backend.warning_share
+        return await backend.customer_detail(self.customer_id)
+
+    def apply(self, d: CustomerDetail) -> int:
+        self.detail = d
+        self.query_one("#detail-header", Static).update(describe(d, self.warning_share))
+        self.query_one("#by-model-table", DiffTable).sync(
+            {u.key: u for u in d.by_model}, usage_cells
+        )
+        self.query_one("#by-day-table", DiffTable).sync({u.key: u for u in d.by_day}, day_cells)
+        self.query_one("#detail-requests-table", DiffTable).sync(
+            {r.id: r for r in d.requests},
+            lambda r: [c for i, c in enumerate(request_cells(r)) if i != 1],  # no customer
+        )
+        self.query_one("#txn-table", DiffTable).sync({t.id: t for t in d.transactions}, txn_cells)
+        return len(d.requests) + len(d.transactions)
+
+    # ------------------------------------------------------------------ actions
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_topup(self) -> None:
+        self.rapp.open_topup(self.customer_id)
+
+    def action_edit(self) -> None:
+        self.rapp.open_limits(self.customer_id)
+
+    def action_suspend(self) -> None:
+        self.rapp.toggle_suspend(self.customer_id)
+
+    def action_archive(self) -> None:
+        self.rapp.confirm_archive(self.customer_id)

@@ -1,0 +1,386 @@
+"""Modal forms for operator actions, and the confirm / key-shown-once dialogs.
+
+A form checks what it can locally (required, numbers) for instant feedback, then calls
+the service; the service stays the authority, and its `ApiError` lands under the field
+it names (`param`), or at the bottom of the form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from textual import events, on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static
+
+from gateway.errors import ApiError
+from ringside_tui.bridge import GatewayUnavailable
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the service parameter it fills
+    label: str
+    kind: str = "text"  # text | usd | decimal | bool
+    required: bool = False
+    placeholder: str = ""
+    initial: str | bool = ""
+    aliases: tuple[str, ...] = ()  # other params the service may name for this field
+
+
+def parse_number(text: str, *, usd: bool) -> Decimal | None:
+    """'12.50', '$1,200', '0.3' -> Decimal; None when it is not a finite number."""
+    cleaned = text.strip().replace(",", "").replace("_", "")
+    if usd:
+        cleaned = cleaned.removeprefix("$").removeprefix("US$").strip()
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+class FormCheckbox(Checkbox, inherit_bindings=False):
+    """Space toggles; enter is left to the form, so enter saves from any field."""
+
+    BINDINGS = [Binding("space", "toggle_button", "Toggle", show=False)]
+
+
+class FormScreen(ModalScreen[Any]):
+    """A validated form. `perform(body)` runs the action; its result dismisses the form."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "submit", "Save"),
+        Binding("enter", "submit", "Save", show=False),
+        # Priority: the focus moves before the next key is routed, so text typed right
+        # after a tab (a fast typist, a script) lands in the next field. The plain twins
+        # serve tabs typed ahead of the form that arrive through the app (on_key there).
+        Binding("tab", "next_field", "Next field", show=False, priority=True),
+        Binding("shift+tab", "previous_field", "Previous field", show=False, priority=True),
+        Binding("tab", "next_field", "Next field", show=False),
+        Binding("shift+tab", "previous_field", "Previous field", show=False),
+    ]
+
+    def __init__(
+        self,
+        title: str,
+        fields: list[Field],
+        perform: Callable[[dict[str, Any]], Awaitable[Any]],
+        *,
+        submit_label: str = "Save",
+        intro: str = "",
+        only_changed: bool = False,
+        form_id: str = "form",
+    ) -> None:
+        super().__init__(id=f"{form_id}-screen")
+        self.form_title = title
+        self.fields = fields
+        self.perform = perform
+        self.submit_label = submit_label
+        self.intro = intro
+        # Edit forms send only what the operator changed; a cleared field sends null.
+        self.only_changed = only_changed
+        self.form_id = form_id
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id=self.form_id, classes="form"):
+            yield Label(self.form_title, classes="form-title")
+            if self.intro:
+                yield Static(self.intro, classes="form-intro")
+            for f in self.fields:
+                with Horizontal(classes="field-row"):
+                    yield Label(f"{f.label}{' *' if f.required else ''}", classes="field-label")
+                    if f.kind == "bool":
+                        yield FormCheckbox(
+                            "space toggles", value=bool(f.initial), id=f"field-{f.name}"
+                        )
+                    else:
+                        yield Input(
+                            value=str(f.initial or ""),
+                            placeholder=f.placeholder,
+                            id=f"field-{f.name}",
+                            select_on_focus=False,
+                        )
+                yield Static("", id=f"error-{f.name}", classes="field-error")
+            yield Static("", id="form-error", classes="field-error")
+            with Horizontal(classes="form-buttons"):
+                yield Button(self.submit_label, variant="primary", id="submit")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.set_focus(self.query("Input, Checkbox").first())
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed before the form had focus (type-ahead) still reach a field, in order."""
+        if not event.is_printable or event.character is None:
+            return
+        if self.focused is None or isinstance(self.focused, Input):
+            self.type_ahead(event.character)
+            event.stop()
+            event.prevent_default()
+
+    def type_ahead(self, text: str) -> None:
+        target = self.focused
+        if not isinstance(target, Input):
+            target = self.query(Input).first()
+            self.set_focus(target)
+        target.insert_text_at_cursor(text)
+
+    def action_next_field(self) -> None:
+        self.focus_next()
+
+    def action_previous_field(self) -> None:
+        self.focus_previous()
+
+    # ------------------------------------------------------------------ values
+    def collect(self) -> tuple[dict[str, Any], dict[str, str]]:
+        body: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for f in self.fields:
+            if f.kind == "bool":
+                value: Any = self.query_one(f"#field-{f.name}", Checkbox).value
+                if not self.only_changed or value != bool(f.initial):
+                    body[f.name] = value
+                continue
+            text = self.query_one(f"#field-{f.name}", Input).value.strip()
+            if self.only_changed and text == str(f.initial or "").strip():
+                continue
+            if not text:
+                if f.required:
+                    errors[f.name] = f"{f.label} is required."
+                elif self.only_changed:
+                    body[f.name] = None
+                continue
+            if f.kind in ("usd", "decimal"):
+                number = parse_number(text, usd=f.kind == "usd")
+                if number is None:
+                    example = "25 or 12.50" if f.kind == "usd" else "1.25"
+                    errors[f.name] = f"{f.label} must be a number, e.g. {example}."
+                    continue
+                if number < 0:
+                    errors[f.name] = f"{f.label} cannot be negative."
+                    continue
+                body[f.name] = number
+            else:
+                body[f.name] = text
+        return body, errors
+
+    def show_errors(self, errors: dict[str, str | None]) -> None:
+        form_level: list[str] = []
+        for box in self.query(".field-error").results(Static):
+            box.update("")
+            box.display = False
+        first: str | None = None
+        for param, message in errors.items():
+            target = next(
+                (f for f in self.fields if param in (f.name, *f.aliases)),
+                None,
+            )
+            if target is None:
+                form_level.append(message or "")
+                continue
+            box = self.query_one(f"#error-{target.name}", Static)
+            box.update(message or "")
+            box.display = True
+            first = first or target.name
+        if form_level:
+            box = self.query_one("#form-error", Static)
+            box.update("\n".join(form_level))
+            box.display = True
+        if first is not None:
+            self.query_one(f"#field-{first}").focus()
+
+    # ------------------------------------------------------------------ actions
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    @on(Button.Pressed, "#submit")
+    def _submit_pressed(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_submit(self) -> None:
+        if self.busy:
+            return
+        body, errors = self.collect()
+        if errors:
+            self.show_errors(dict(errors))
+            return
+        if self.only_changed and not body:
+            self.show_errors({"": "Nothing changed."})
+            return
+        self.show_errors({})
+        self.busy = True
+        self.query_one("#submit", Button).disabled = True
+        self.run_worker(self._perform(body), exclusive=True, group="form")
+
+    async def _perform(self, body: dict[str, Any]) -> None:
+        try:
+            result = await self.perform(body)
+        except ApiError as exc:
+            self.show_errors({exc.param or "": exc.message})
+        except GatewayUnavailable as exc:
+            self.show_errors({"": f"Gateway unavailable: {exc}"})
+        except Exception as exc:  # shown, never a crash of the dashboard
+            self.show_errors({"": f"Unexpected error: {exc}"})
+        else:
+            self.dismiss(result)
+            return
+        finally:
+            self.busy = False
+        self.query_one("#submit", Button).disabled = False
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "confirm", "Yes"),
+        Binding("n,escape", "cancel", "No"),
+    ]
+
+    def __init__(self, message: str, *, confirm_label: str = "Yes", danger: bool = False) -> None:
+        super().__init__(id="confirm-screen")
+        self.message = message
+        self.confirm_label = confirm_label
+        self.danger = danger
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm", classes="form"):
+            yield Static(self.message, classes="form-intro")
+            with Horizontal(classes="form-buttons"):
+                yield Button(
+                    f"{self.confirm_label} (y)",
+                    variant="error" if self.danger else "primary",
+                    id="yes",
+                )
+                yield Button("No (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.set_focus(self.query_one("#no", Button))
+
+    @on(Button.Pressed, "#yes")
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#no")
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class KeyCreatedScreen(ModalScreen[None]):
+    """The one time an app key is visible."""
+
+    BINDINGS = [
+        Binding("c", "copy", "Copy"),
+        Binding("escape,enter", "close", "Close"),
+    ]
+
+    def __init__(self, name: str, key: str) -> None:
+        super().__init__(id="key-created-screen")
+        self.key_name = name
+        self.key = key
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="key-created", classes="form"):
+            yield Label(f"App key '{self.key_name}' created", classes="form-title")
+            yield Static(
+                "Copy it now: it is stored hashed and never shown again.",
+                classes="form-intro",
+            )
+            yield Static(self.key, id="new-key", classes="secret")
+            with Horizontal(classes="form-buttons"):
+                yield Button("Copy (c)", id="copy")
+                yield Button("Done (enter)", variant="primary", id="done")
+
+    def on_mount(self) -> None:
+        self.set_focus(self.query_one("#done", Button))
+
+    @on(Button.Pressed, "#copy")
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.key)
+        self.notify("Key copied to the clipboard (where the terminal allows it).")
+
+    @on(Button.Pressed, "#done")
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+# ---------------------------------------------------------------------------- forms
+
+
+def customer_fields() -> list[Field]:
+    return [
+        Field("name", "Name", required=True, placeholder="Acme Corp"),
+        Field("external_id", "External id", required=True, placeholder="the id your app uses"),
+        Field("email", "Email", placeholder="billing@acme.test"),
+        Field(
+            "monthly_budget_usd",
+            "Monthly budget",
+            kind="usd",
+            placeholder="USD of cost per month; blank = no cap",
+            aliases=("budget_usd",),
+        ),
+        Field(
+            "markup", "Markup", kind="decimal", placeholder="price = cost x markup; blank = default"
+        ),
+        Field(
+            "low_balance_threshold_usd",
+            "Low-balance alert",
+            kind="usd",
+            placeholder="USD; wallet.low fires below it",
+        ),
+        Field("prepaid", "Prepaid wallet", kind="bool"),
+    ]
+
+
+def limit_fields(budget: str, markup: str, threshold: str) -> list[Field]:
+    return [
+        Field(
+            "monthly_budget_usd",
+            "Monthly budget",
+            kind="usd",
+            placeholder="USD of cost per month; blank = no cap",
+            initial=budget,
+            aliases=("budget_usd",),
+        ),
+        Field(
+            "markup",
+            "Markup",
+            kind="decimal",
+            placeholder="price = cost x markup; blank = default",
+            initial=markup,
+        ),
+        Field(
+            "low_balance_threshold_usd",
+            "Low-balance alert",
+            kind="usd",
+            placeholder="USD; blank = none",
+            initial=threshold,
+        ),
+    ]
+
+
+def topup_fields() -> list[Field]:
+    return [
+        Field("amount_usd", "Amount", kind="usd", required=True, placeholder="USD, e.g. 25.00"),
+        Field("description", "Description", placeholder="optional, shown in the history"),
+    ]
+
+
+def key_fields() -> list[Field]:
+    return [Field("name", "Key name", required=True, placeholder="production backend")]

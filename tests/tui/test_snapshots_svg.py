@@ -1,0 +1,253 @@
+"""Snapshot tests: the main screens at 120x36 on fixed data, compared as normalised SVG.
+
+A small in-repo fixture instead of pytest-textual-snapshot (its syrupy pin needs
+pytest < 9). Baselines live in tests/tui/snapshots/; after an intended UI change,
+regenerate them with:
+
+    RINGSIDE_UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/tui/test_snapshots_svg.py
+
+Random ids, ports and wall-clock times (key creation) are normalised; everything else
+runs on a frozen clock, so the numbers, bars and sparklines are exact.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Input
+
+from gateway.clock import day_of, month_of, to_ms
+from gateway.db.models import BudgetPeriod, RequestLog, UsageDaily, Wallet
+from gateway.ids import new_id
+from gateway.runtime import Runtime
+from ringside_tui.app import RingsideApp
+from ringside_tui.screens.detail import CustomerDetailScreen
+from ringside_tui.screens.forms import FormScreen
+from ringside_tui.screens.help import HelpScreen
+from tests.tui.conftest import start_runtime
+from tests.tui.helpers import call, make_customer, wait_until
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+SIZE = (120, 36)
+NOW = datetime(2026, 4, 15, 12, 30, 0, tzinfo=UTC)
+UPDATE = os.environ.get("RINGSIDE_UPDATE_SNAPSHOTS") == "1"
+
+_NORMALISE = [
+    (re.compile(r"\b(cus|req|key|txn|evt|whe|srun|hold)_[0-9a-z]{6,}"), r"\1_ID"),
+    (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT"),
+    (re.compile(r"rs_[A-Za-z0-9_-]{4}…"), "rs_KEY…"),
+    (re.compile(r"terminal-\d+"), "terminal-N"),
+    # Key rows carry wall-clock creation times (the key service does not use the clock).
+    (re.compile(r"20\d\d-\d\d-\d\d(&#160;|\s)\d\d:\d\d"), "DATE TIME"),
+]
+
+
+def normalise(svg: str) -> str:
+    for pattern, repl in _NORMALISE:
+        svg = pattern.sub(repl, svg)
+    return svg
+
+
+class FrozenClock:
+    def __call__(self) -> datetime:
+        return NOW
+
+
+def _seed_usage(rt: Runtime, ids: dict[str, str]) -> None:
+    """Deterministic usage: daily rollups this month, a request log for the last minutes."""
+    assert rt.gateway is not None
+    now_ms = to_ms(NOW)
+    plan = {
+        # customer: (model, requests per day, cost nanos per request, markup %)
+        "acme": ("mock/mock-smart", 40, 3_100_000, 130),
+        "globex": ("mock/mock-fast", 120, 410_000, 145),
+        "initech": ("mock/mock-reasoning", 30, 2_900_000, 125),
+        "umbrella": ("mock/mock-fast", 60, 520_000, 150),
+        "hooli": ("mock/mock-smart", 20, 2_000_000, 120),
+    }
+    statuses = [
+        ("ok", 200, None),
+        ("ok", 200, None),
+        ("ok", 200, None),
+        ("error", 502, "upstream_error"),
+        ("ok", 200, None),
+        ("refused", 402, "customer_budget_exceeded"),
+    ]
+
+    def write() -> None:
+        with rt.gateway.db.tx():  # type: ignore[union-attr]
+            for day in range(1, NOW.day + 1):
+                stamp = NOW.replace(day=day)
+                for ext, (model, n, cost, markup) in plan.items():
+                    scaled = n + (day * 7 + len(ext)) % 13
+                    UsageDaily.insert(
+                        day=day_of(stamp),
+                        customer_id=ids[ext],
+                        model=model,
+                        requests=scaled,
+                        input_tokens=scaled * 420,
+                        output_tokens=scaled * 180,
+                        cost_nanos=scaled * cost,
+                        price_nanos=scaled * cost * markup // 100,
+                    ).execute()
+            for ext, (_, n, cost, _) in plan.items():
+                spent = sum((n + (d * 7 + len(ext)) % 13) * cost for d in range(1, NOW.day + 1))
+                BudgetPeriod.insert(
+                    customer_id=ids[ext],
+                    period=month_of(NOW),
+                    spent_nanos=spent,
+                    held_nanos=0,
+                    exceeded=ext == "initech",
+                ).execute()
+            for i in range(36):
+                ext = list(plan)[i % len(plan)]
+                model, _, cost, markup = plan[ext]
+                status, http, code = statuses[i % len(statuses)]
+                charged = status == "ok"
+                RequestLog.insert(
+                    id=f"req_{i:025d}",
+                    customer_id=ids[ext],
+                    provider=model.split("/")[0],
+                    model=model.split("/")[1],
+                    endpoint="chat",
+                    status=status,
+                    http_status=http,
+                    error_code=code,
+                    input_tokens=400 + i if charged else 0,
+                    output_tokens=150 + 3 * i if charged else 0,
+                    cost_nanos=cost if charged else 0,
+                    price_nanos=cost * markup // 100 if charged else 0,
+                    latency_ms=180 + 37 * i if status != "refused" else 0,
+                    created_ms=now_ms - (36 - i) * 1700,
+                ).execute()
+
+    rt.gateway.db.run_sync(write)
+
+
+@pytest.fixture
+def frozen(tmp_path: Path) -> Iterator[tuple[Runtime, dict[str, str]]]:
+    import asyncio
+
+    rt = start_runtime(tmp_path / "data", clock=FrozenClock())
+    assert rt.gateway is not None
+
+    async def seed() -> dict[str, str]:
+        ids = {}
+        specs: list[tuple[str, str, dict[str, Any]]] = [
+            ("acme", "Acme Corp", {"monthly_budget_usd": Decimal(500), "markup": Decimal("1.3")}),
+            ("globex", "Globex", {"monthly_budget_usd": Decimal(250), "markup": Decimal("1.45")}),
+            ("initech", "Initech", {"monthly_budget_usd": Decimal(50)}),
+            ("umbrella", "Umbrella Labs", {"prepaid": True, "low_balance_threshold_usd": 10}),
+            ("hooli", "Hooli", {"prepaid": True, "low_balance_threshold_usd": Decimal(25)}),
+            ("stark", "Stark Industries", {}),
+        ]
+        for ext, name, body in specs:
+            ids[ext] = (await make_customer(rt, ext, name, **body))["id"]
+        for ext, amount in (("umbrella", Decimal(80)), ("hooli", Decimal(40))):
+            await call(rt, rt.gateway.services.wallets.topup(ext, {"amount_usd": amount}))  # type: ignore[union-attr]
+        await call(rt, rt.gateway.services.keys.create({"name": "production backend"}))  # type: ignore[union-attr]
+        return ids
+
+    ids = asyncio.run(seed())
+    _seed_usage(rt, ids)
+    # Wallets as the ledger would leave them after the seeded usage.
+    rt.gateway.db.run_sync(
+        lambda: (
+            Wallet.update(balance_nanos=12_400_000_000)
+            .where(Wallet.customer_id == ids["hooli"])
+            .execute()
+        )
+    )
+    yield rt, ids
+    rt.stop(timeout=10)
+
+
+async def settle(app: RingsideApp, pilot: Any) -> None:
+    """Two full refreshes of the visible view, then no cursor blink."""
+    target = app.refresh_target()
+    assert target is not None
+    name = target.view_name
+
+    def refreshed() -> int:
+        return sum(1 for t in app.timings if t.view == name and t.rows >= 0)
+
+    done = refreshed()
+    await wait_until(pilot, lambda: refreshed() >= done + 2, what=f"{name} refreshes")
+    for box in app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause()
+
+
+def check(app: RingsideApp, name: str) -> None:
+    actual = normalise(app.export_screenshot(title=f"ringside {name}"))
+    path = SNAPSHOTS / f"{name}.svg"
+    if UPDATE or not path.exists():
+        SNAPSHOTS.mkdir(exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+        if not UPDATE:
+            pytest.fail(f"no baseline for {name}: wrote {path}; review and commit it")
+        return
+    expected = path.read_text(encoding="utf-8")
+    if actual != expected:
+        lines = difflib.unified_diff(
+            expected.splitlines(), actual.splitlines(), "baseline", "actual", n=0
+        )
+        diff = "\n".join(line[:240] for line in list(lines)[:12])
+        (SNAPSHOTS / f"{name}.actual.svg").write_text(actual, encoding="utf-8")
+        pytest.fail(f"{name} differs from its baseline (actual saved next to it):\n{diff}")
+
+
+def make(rt: Runtime) -> RingsideApp:
+    assert rt.gateway is not None
+    return RingsideApp(rt.gateway, base_url=rt.base_url, idle_s=0.2, busy_s=0.1)
+
+
+async def test_snapshot_main_screens(frozen: tuple[Runtime, dict[str, str]]) -> None:
+    rt, _ = frozen
+    app = make(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        check(app, "overview")
+        await pilot.press("2")
+        await settle(app, pilot)
+        check(app, "customers")
+        await pilot.press("3")
+        await settle(app, pilot)
+        check(app, "requests")
+        await pilot.press("4")
+        await settle(app, pilot)
+        check(app, "keys")
+
+
+async def test_snapshot_detail_form_and_help(frozen: tuple[Runtime, dict[str, str]]) -> None:
+    rt, ids = frozen
+    app = make(rt)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_customer(ids["umbrella"])
+        await wait_until(pilot, lambda: isinstance(app.screen, CustomerDetailScreen))
+        await settle(app, pilot)
+        check(app, "customer_detail")
+        await pilot.press("escape", "2", "n")
+        await wait_until(pilot, lambda: isinstance(app.screen, FormScreen))
+        await pilot.press(*"Wayne Enterprises", "tab", *"wayne", "tab", "tab", *"lots", "enter")
+        await pilot.pause()
+        await settle(app, pilot)
+        check(app, "new_customer_form")
+        await pilot.press("escape", "question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await settle(app, pilot)
+        check(app, "help")
+
+
+def test_normalise_hides_only_volatile_parts() -> None:
+    text = "cus_0abcdefghijklmnopqrstuvwx on 127.0.0.1:8787 terminal-123 2026-04-15 12:30"
+    assert normalise(text) == "cus_ID on 127.0.0.1:PORT terminal-N DATE TIME"
+    assert normalise(new_id("req")) == "req_ID"
