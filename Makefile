@@ -1,7 +1,7 @@
 # Developer shortcuts. Everything assumes the venv made by README's commands (.venv).
 PY ?= .venv/bin/python
 
-.PHONY: install test check lint format screenshots binary bench
+.PHONY: install test check lint format screenshots binary bench bench-dashboard
 
 install:
 	python3 -m venv .venv && .venv/bin/pip install -q -e ".[test]"
@@ -24,6 +24,9 @@ screenshots:
 
 binary:
 	PYTHON=$(PY) bash scripts/build_binary.sh
+
+bench-dashboard:
+	$(PY) bench/dashboard_latency.py
 
 bench:
 	PYTHON=$(PY) bash bench/run.sh

@@ -119,13 +119,16 @@ class Runtime:
 
     def _thread_main(self) -> None:
         assert self.server is not None
+        # uvloop for the gateway's own loop only: installing its policy would change the
+        # dashboard's loop (and its subprocess support) too.
         try:
             import uvloop
 
-            uvloop.install()
+            loop_factory = uvloop.new_event_loop
         except ImportError:
-            pass
-        asyncio.run(self.server.serve())
+            loop_factory = None
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(self.server.serve())
 
     def stop(self, timeout: float = 35.0) -> None:
         if self.server is not None:

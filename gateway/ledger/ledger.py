@@ -913,6 +913,26 @@ class Ledger:
             transactions=txns,
         )
 
+    def rearm_budget_sync(self, customer_id: str, cap: int | None) -> None:
+        """A changed cap re-arms this month's crossings that the new cap puts back ahead.
+
+        Call inside the write transaction that changes the cap.
+        """
+        period = month_of(self.clock())
+        row = self.sql.one("period_select", customer_id, period)
+        if row is None:
+            return
+        spent = row[0]
+        updates: dict[Any, Any] = {}
+        if cap is None or spent < cap * self.warning_share:
+            updates[BudgetPeriod.warned] = False
+        if cap is None or spent < cap:
+            updates[BudgetPeriod.exceeded] = False
+        if updates:
+            BudgetPeriod.update(updates).where(
+                BudgetPeriod.customer_id == customer_id, BudgetPeriod.period == period
+            ).execute()
+
     # ------------------------------------------------------------------ reads
     def month_state_sync(self, customer_ids: list[str]) -> dict[str, tuple[str, int, int]]:
         period = month_of(self.clock())

@@ -164,6 +164,8 @@ class CustomerService:
             given, budget = self._budget(body)
             if given:
                 changes[Customer.monthly_budget_nanos] = budget
+                if budget != row.monthly_budget_nanos:
+                    self.ledger.rearm_budget_sync(row.id, budget)
             if "markup" in body:
                 m = v.markup(body)
                 changes[Customer.markup] = str(m) if m is not None else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -20,6 +22,7 @@ from gateway.services import validation as v
 # App keys are cached after a successful lookup so the hot path skips the database;
 # a revoke on this instance drops the entry at once, other instances within this TTL.
 KEY_CACHE_TTL_S = 5.0
+LAST_USED_EVERY_S = 60.0
 
 
 def hash_key(key: str) -> str:
@@ -38,6 +41,8 @@ class KeyService:
         self.bus = bus
         self._admin_hash = hash_key(admin_key).encode()
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._last_used: dict[str, float] = {}
+        self._pending: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ authentication
     async def authenticate(self, presented: str) -> Principal | None:
@@ -55,7 +60,25 @@ class KeyService:
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + KEY_CACHE_TTL_S, principal)
+        if principal is not None and principal.key_id is not None:
+            self._note_use(principal.key_id, now)
         return principal
+
+    def _note_use(self, key_id: str, now: float) -> None:
+        """Record `last_used` at most once a minute per key, off the request's path."""
+        if now - self._last_used.get(key_id, -1e9) < LAST_USED_EVERY_S:
+            return
+        self._last_used[key_id] = now
+        task = asyncio.get_running_loop().create_task(self._touch(key_id))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _touch(self, key_id: str) -> None:
+        def update() -> None:
+            ApiKey.update(last_used_ms=int(time.time() * 1000)).where(ApiKey.id == key_id).execute()
+
+        with contextlib.suppress(Exception):  # bookkeeping only: never fail a request for it
+            await self.db.write(update)
 
     @staticmethod
     def _lookup_sync(digest: str) -> Principal | None:

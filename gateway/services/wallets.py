@@ -59,7 +59,7 @@ class WalletService:
         for ev in published:
             self.bus.publish("event.recorded", event=ev)
         if not result.replayed:
-            self.bus.publish("customer.changed", customer_id=customer_ref)
+            self.bus.publish("customer.changed", customer_id=customer_id)
         return result
 
     async def retrieve(self, customer_ref: str, limit: int = 100) -> dict[str, Any]:

@@ -209,3 +209,17 @@ async def test_unexpected_errors_are_a_500_envelope_without_details(
     assert err["code"] == "internal_error" and err["request_id"].startswith("err_")
     assert "secret internal detail" not in r.text and "Traceback" not in r.text
     assert "secret internal detail" in caplog.text  # the details stay in the log
+
+
+async def test_app_key_last_used_is_recorded(client: Any) -> None:
+    import asyncio
+
+    key = (await client.post("/v1/keys", json={"name": "k"}, headers=admin())).json()
+    assert (await client.get("/v1/keys", headers=admin())).json()["data"][0]["last_used_at"] is None
+    await client.get("/v1/models", headers={"Authorization": f"Bearer {key['key']}"})
+    for _ in range(50):
+        listed = (await client.get("/v1/keys", headers=admin())).json()["data"][0]
+        if listed["last_used_at"]:
+            break
+        await asyncio.sleep(0.05)
+    assert listed["last_used_at"] is not None

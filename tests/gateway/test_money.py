@@ -387,3 +387,23 @@ async def test_topup_key_is_scoped_to_the_customer_not_the_spelling(app: Any) ->
     assert r1.status_code == r2.status_code == 200
     w = (await app.get(f"/v1/customers/{cus['id']}/wallet", headers=admin())).json()
     assert w["balance_usd"] == 10
+
+
+async def test_raising_the_budget_rearms_this_months_crossings(app: Any) -> None:
+    gw = app.gw
+    cus = await customer(app, budget_usd=0.0003)
+    h = admin({"FC-Customer": cus["id"]})
+    while (
+        await app.post("/v1/chat/completions", json=call(20, max_tokens=20), headers=h)
+    ).status_code == 200:
+        pass
+    await app.patch(f"/v1/customers/{cus['id']}", json={"budget_usd": 1}, headers=admin())
+    r = await app.post("/v1/chat/completions", json=call(20, max_tokens=20), headers=h)
+    assert r.status_code == 200
+    await app.patch(f"/v1/customers/{cus['id']}", json={"budget_usd": 0.0001}, headers=admin())
+    r = await app.post("/v1/chat/completions", json=call(20, max_tokens=20), headers=h)
+    assert r.status_code == 402
+    types = await gw.db.read(
+        lambda: [e.type for e in Event.select().where(Event.customer_id == cus["id"])]
+    )
+    assert types.count("budget_exceeded") == 2  # once per crossing, re-armed by the raise
