@@ -12,8 +12,8 @@ def ms(value: str) -> float:
 
 
 text = sys.stdin.read()
-p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
-p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
+p50 = ms(re.search(r"^\s*50%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+p99 = ms(re.search(r"^\s*99%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
 errors = 0
 if m := re.search(r"Non-2xx or 3xx responses: (\d+)", text):

@@ -28,6 +28,11 @@ export BENCH_KEY=$(curl -fs -X POST http://127.0.0.1:18787/v1/keys -H "$ADMIN" \
   -d '{"name":"bench"}' | $PY -c 'import json,sys; print(json.load(sys.stdin)["key"])')
 export BENCH_CUSTOMER=bench-customer
 
+# Warm up both paths (connection pools, caches, SQLite pages) before measuring.
+wrk -t1 -c8 -d3s -s "$here/post.lua" http://127.0.0.1:18787/v1/chat/completions >/dev/null
+BENCH_BODY='{"model":"bench","messages":[{"role":"user","content":"hi"}]}' \
+  wrk -t1 -c8 -d1s -s "$here/post.lua" http://127.0.0.1:18080/v1/chat/completions >/dev/null
+
 run() {  # target url, connections -> "p50 p99 rps errors"
   out=$(wrk -t1 -c"$2" -d"$DURATION" --latency -s "$here/post.lua" "$1")
   $PY "$here/parse_wrk.py" <<<"$out" || { echo "$out" >&2; exit 1; }

@@ -23,6 +23,9 @@ from gateway.events import EventBus
 log = logging.getLogger("ringside")
 
 
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn without signal handling: in the dashboard, Textual owns the signals."""
 
@@ -50,6 +53,9 @@ class Runtime:
     # ------------------------------------------------------------------ setup
     def prepare(self) -> Gateway:
         """Open the database, migrate, bootstrap the admin key. Raises ConfigError."""
+        # The event loop and the database threads share the GIL; with the default 5 ms
+        # switch interval the loop starves the writer under load (bench/RESULTS.md).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.settings.server.data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_key, self.admin_key_generated = ensure_admin_key(self.settings)
         try:

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from gateway.cli import settings_from_args
 from gateway.config import ConfigError
 
 LOG_FILE = "ringside.log"
-# The gateway and the dashboard share one interpreter lock. With CPython's default 5 ms
-# switch interval a redraw can hold a request's thread off for up to 5 ms at each hand-off;
-# 1 ms bounds that wait (bench/dashboard_latency.py measures both).
-GIL_SWITCH_INTERVAL_S = 0.001
+# The GIL switch interval (1 ms, not CPython's 5 ms) is set by Runtime.prepare(): the
+# gateway's loop, its database threads and the dashboard all share one interpreter lock.
 
 
 def _log_to_file(data_dir: Path) -> Path:
@@ -49,7 +46,6 @@ def run_dashboard(args: argparse.Namespace, demo: bool) -> int:
         raise ConfigError(
             f"cannot use data dir {str(settings.server.data_dir)!r}: {exc.strerror}"
         ) from None
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     runtime = Runtime(settings)
     gw = runtime.prepare()
     try:
