@@ -204,7 +204,11 @@ def _spawn(state: Any, coro: Awaitable[Any]) -> asyncio.Task[Any]:
     summary="OpenAI-compatible chat completions (JSON or SSE stream)",
 )
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
-    call = ProxyCall(request, "chat")
+    return await _proxy(request, "chat")
+
+
+async def _proxy(request: Request[Any, Any, Any], endpoint: str) -> Response[Any]:
+    call = ProxyCall(request, endpoint)
     body, provider, estimate = await call.prepare()
     if not estimate.stream:
         return await _unary_prepared(call, body, provider, estimate)
@@ -369,10 +373,8 @@ async def _stream(
     status_code=200,
     summary="OpenAI-compatible embeddings",
 )
-async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes]:
-    call = ProxyCall(request, "embeddings")
-    body, provider, estimate = await call.prepare()
-    return await _unary_prepared(call, body, provider, estimate)
+async def embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
+    return await _proxy(request, "embeddings")  # never streamed: prepare() says so
 
 
 @post(
@@ -383,11 +385,7 @@ async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes]:
     summary="Anthropic Messages API passthrough (for the anthropic SDK), metered",
 )
 async def anthropic_messages(request: Request[Any, Any, Any]) -> Response[Any]:
-    call = ProxyCall(request, "messages")
-    body, provider, estimate = await call.prepare()
-    if not estimate.stream:
-        return await _unary_prepared(call, body, provider, estimate)
-    return await _stream(call, body, provider, estimate)
+    return await _proxy(request, "messages")
 
 
 @get("/v1/models", opt={"auth": "app"}, tags=["proxy"], summary="Routable models")

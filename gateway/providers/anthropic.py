@@ -86,6 +86,15 @@ class AnthropicProvider(Provider):
 
     async def chat(self, body: dict[str, Any]) -> ChatResult:
         payload = to_anthropic_request(body, self._max_output_tokens, stream=False)
+        message = await self.create_message(payload)
+        return to_openai_completion(message, str(body.get("model") or ""))
+
+    async def chat_stream(self, body: dict[str, Any]) -> ChatStream:
+        payload = to_anthropic_request(body, self._max_output_tokens, stream=True)
+        return AnthropicChatStream(await self.open_stream(payload), str(body.get("model") or ""))
+
+    async def create_message(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST a Messages body; the reply as a dict. Raises UpstreamFailure."""
         try:
             resp = await self._client.post(
                 MESSAGES_PATH, content=jsoncodec.encode(payload), headers=self._headers()
@@ -104,10 +113,10 @@ class AnthropicProvider(Provider):
             ) from None
         if not isinstance(message, dict) or message.get("type") != "message":
             raise UpstreamFailure("protocol", "Anthropic returned an unexpected response body.")
-        return to_openai_completion(message, str(body.get("model") or ""))
+        return message
 
-    async def chat_stream(self, body: dict[str, Any]) -> ChatStream:
-        payload = to_anthropic_request(body, self._max_output_tokens, stream=True)
+    async def open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+        """Start a streamed Messages call; the open response once its status is 2xx."""
         request = self._client.build_request(
             "POST", MESSAGES_PATH, content=jsoncodec.encode(payload), headers=self._headers()
         )
@@ -125,7 +134,7 @@ class AnthropicProvider(Provider):
             finally:
                 await resp.aclose()
             raise _status_failure(resp.status_code, raw)
-        return AnthropicChatStream(resp, str(body.get("model") or ""))
+        return resp
 
 
 # ---------------------------------------------------------------------- request translation

@@ -13,57 +13,22 @@ from typing import Any
 import httpx
 import msgspec
 
-from gateway import jsoncodec
 from gateway.providers.anthropic import (
-    MESSAGES_PATH,
     AnthropicProvider,
     _describe,
     _error_of,
-    _status_failure,
     anthropic_usage,
 )
 from gateway.providers.base import ChatResult, ChatStream, StreamChunk, UpstreamFailure
 
 
 async def create_message(provider: AnthropicProvider, payload: dict[str, Any]) -> ChatResult:
-    try:
-        resp = await provider._client.post(
-            MESSAGES_PATH, content=jsoncodec.encode(payload), headers=provider._headers()
-        )
-    except httpx.TimeoutException as exc:
-        raise UpstreamFailure("timeout", _describe("timed out", exc)) from None
-    except httpx.HTTPError as exc:
-        raise UpstreamFailure("connect", _describe("could not be reached", exc)) from None
-    if not resp.is_success:
-        raise _status_failure(resp.status_code, resp.content)
-    try:
-        message = msgspec.json.decode(resp.content)
-    except msgspec.DecodeError:
-        raise UpstreamFailure("protocol", "Anthropic returned a body that is not JSON.") from None
-    if not isinstance(message, dict) or message.get("type") != "message":
-        raise UpstreamFailure("protocol", "Anthropic returned an unexpected response body.")
+    message = await provider.create_message(payload)
     return ChatResult(message, anthropic_usage(message.get("usage")))
 
 
 async def stream_message(provider: AnthropicProvider, payload: dict[str, Any]) -> ChatStream:
-    request = provider._client.build_request(
-        "POST", MESSAGES_PATH, content=jsoncodec.encode(payload), headers=provider._headers()
-    )
-    try:
-        resp = await provider._client.send(request, stream=True)
-    except httpx.TimeoutException as exc:
-        raise UpstreamFailure("timeout", _describe("timed out", exc)) from None
-    except httpx.HTTPError as exc:
-        raise UpstreamFailure("connect", _describe("could not be reached", exc)) from None
-    if not resp.is_success:
-        try:
-            raw = await resp.aread()
-        except httpx.HTTPError:
-            raw = b""
-        finally:
-            await resp.aclose()
-        raise _status_failure(resp.status_code, raw)
-    return NativeStream(resp)
+    return NativeStream(await provider.open_stream(payload))
 
 
 class NativeStream(ChatStream):
