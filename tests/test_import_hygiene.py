@@ -24,8 +24,7 @@ print(','.join(sorted(m for m, mod in sys.modules.items()
 
 
 def run(code: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
@@ -37,3 +36,14 @@ def test_gateway_imports_with_textual_and_rich_blocked() -> None:
 
 def test_gateway_never_loads_textual() -> None:
     assert run(IMPORT_ALL.format(prelude="", targets="('textual',)")) == ""
+
+
+def test_import_linter_contract_is_kept() -> None:
+    """The same boundary as a static contract (pyproject.toml [tool.importlinter])."""
+    import shutil
+
+    lint = shutil.which("lint-imports", path=str(__import__("pathlib").Path(sys.executable).parent))
+    assert lint, "import-linter is part of the test extras"
+    out = subprocess.run([lint], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 kept, 0 broken" in out.stdout
