@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -16,8 +17,15 @@ def _base36(n: int, width: int) -> str:
     return "".join(reversed(out))
 
 
+_lock = threading.Lock()
+_last_us = 0
+
+
 def new_id(prefix: str) -> str:
-    # A millisecond time prefix keeps ids roughly creation-ordered, which makes
-    # cursor pagination by id stable and index-friendly.
-    ms = int(time.time() * 1000)
-    return f"{prefix}_{_base36(ms, 9)}{_base36(secrets.randbits(80), 16)}"
+    # A microsecond time prefix, strictly increasing within the process, keeps ids in
+    # creation order: "newest first" pagination by id is then exact on one instance.
+    global _last_us
+    with _lock:
+        _last_us = max(_last_us + 1, time.time_ns() // 1000)
+        us = _last_us
+    return f"{prefix}_{_base36(us, 11)}{_base36(secrets.randbits(70), 14)}"

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response
 
 from gateway.errors import InvalidJson
-from gateway.jsoncodec import decode, encode
+from gateway.jsoncodec import decode, decode_lenient, encode
 
 JSON = "application/json"
 
@@ -18,7 +18,7 @@ async def json_body(request: Request[Any, Any, Any], *, empty_ok: bool = False) 
         if empty_ok:
             return {}
         raise InvalidJson("The request body is empty; send a JSON object.")
-    return decode(raw)
+    return decode_lenient(raw)
 
 
 def json_response(

@@ -95,6 +95,9 @@ class ProxyCall:
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise InvalidRequest("stream must be true or false.", param="stream")
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise InvalidRequest("stream_options must be an object.", param="stream_options")
         if self.endpoint in ("chat", "messages"):
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
@@ -224,8 +227,8 @@ async def _unary_prepared(
     async def forward_and_settle() -> Response[bytes]:
         state.holds.track(reservation.hold_id)
         try:
-            upstream = call.upstream_body(body, provider, reservation)
             try:
+                upstream = call.upstream_body(body, provider, reservation)
                 if call.endpoint == "chat":
                     result = await provider.chat(upstream)
                 elif call.endpoint == "messages":
@@ -262,9 +265,9 @@ async def _stream(
     call: ProxyCall, body: dict[str, Any], provider: Provider, estimate: CallEstimate
 ) -> Response[Any]:
     state = call.state
+    client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     reservation = await state.ledger.reserve(call.customer_ref(), estimate)
     state.holds.track(reservation.hold_id)
-    client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     open_stream = (
         functools.partial(stream_message, provider)  # type: ignore[arg-type]
         if call.endpoint == "messages"

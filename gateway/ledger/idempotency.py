@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from gateway.db.database import UNAVAILABLE_ERRORS, Database
 from gateway.db.models import IdempotencyRecord
 from gateway.errors import (
@@ -26,6 +28,7 @@ from gateway.errors import (
     InvalidRequest,
     LedgerUnavailable,
 )
+from gateway.jsoncodec import decode_lenient
 
 KEEP_MS = 24 * 3600 * 1000  # keys are honoured for at least 24 hours (Stripe's window)
 LOCK_MS = 60 * 1000
@@ -62,7 +65,7 @@ class Idempotency:
                 f"Idempotency-Key must be 1-{MAX_KEY_LEN} printable characters.",
                 param="Idempotency-Key",
             )
-        digest = hashlib.sha256(raw_body).hexdigest()
+        digest = hashlib.sha256(_canonical(raw_body)).hexdigest()
         stored = await self._write(self._claim, key, scope, digest)
         if stored is not None:
             return stored
@@ -96,14 +99,23 @@ class Idempotency:
                 rec.delete_instance()
                 rec = None
             if rec is None:
-                IdempotencyRecord.insert(
-                    key=key,
-                    scope=scope,
-                    request_hash=digest,
-                    status="in_progress",
-                    created_ms=now,
-                    locked_until_ms=now + LOCK_MS,
-                ).execute()
+                inserted = (
+                    IdempotencyRecord.insert(
+                        key=key,
+                        scope=scope,
+                        request_hash=digest,
+                        status="in_progress",
+                        created_ms=now,
+                        locked_until_ms=now + LOCK_MS,
+                    )
+                    .on_conflict_ignore()
+                    .execute()
+                )
+                if not inserted and IdempotencyRecord.get_or_none(
+                    IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
+                ):
+                    # Another instance claimed the key between our read and our insert.
+                    raise IdempotencyKeyInProgress()
                 return None
             if rec.request_hash != digest:
                 raise IdempotencyKeyReused()
@@ -141,6 +153,17 @@ class Idempotency:
                 .where(IdempotencyRecord.created_ms < _now_ms() - 2 * KEEP_MS)
                 .execute()
             )
+
+
+def _canonical(raw: bytes) -> bytes:
+    """Key order and whitespace don't make a different request (Stripe compares params)."""
+    try:
+        return _sorted_encoder.encode(decode_lenient(raw))
+    except Exception:
+        return raw
+
+
+_sorted_encoder = msgspec.json.Encoder(decimal_format="number", order="sorted")
 
 
 def _now_ms() -> int:

@@ -489,15 +489,22 @@ class Ledger:
             period=period_row.period if period_row else None,
         )
 
-    def _wallet_error(self, customer: Customer, wallet: Wallet | None, need: int = 0) -> ApiError:
+    def _wallet_error(self, customer: Customer, wallet: Any, need: int = 0) -> ApiError:
         balance = wallet.balance_nanos if wallet else 0
         held = wallet.held_nanos if wallet else 0
+        now = self.clock()
+        month_start = to_ms(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+        spent = self.sql.one("wallet_spent_since", customer.id, month_start)
+        spent_nanos = int(spent[0]) if spent else 0
         return CustomerWalletEmpty(
             f"Customer '{customer.id}' cannot pay for this call from its wallet: "
-            f"balance ${_usd(balance)} (${_usd(held)} held by calls in flight).",
+            f"balance ${_usd(balance)} (${_usd(held)} held by calls in flight); "
+            f"${_usd(spent_nanos)} spent from it this month.",
             customer_id=customer.id,
             external_id=customer.external_id,
             balance_usd=nanos_to_json(balance),
+            spent_usd=nanos_to_json(spent_nanos),
+            period=month_of(now),
             held_usd=nanos_to_json(held),
             available_usd=nanos_to_json(max(balance - held, 0)),
             required_usd=nanos_to_json(need) if need else None,
@@ -606,7 +613,6 @@ class Ledger:
     def settle_sync(
         self, r: SettleRecord
     ) -> tuple[Settlement, list[dict[str, Any]], dict[str, Any]]:
-        now = from_ms(r.settled_ms)
         now_ms = r.settled_ms
         usage = TokenUsage(*r.usage) if r.usage is not None else None
         cost, price, over_hold = r.cost_nanos, r.price_nanos, r.over_hold
@@ -690,7 +696,7 @@ class Ledger:
             if usage is not None:
                 self.sql.execute(
                     "rollup_upsert",
-                    day_of(now),
+                    day_of(from_ms(r.started_ms)),
                     r.customer_id or "",
                     f"{r.provider}/{r.model}",
                     usage.input_tokens,

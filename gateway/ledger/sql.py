@@ -56,6 +56,10 @@ STATEMENTS = {
         "status, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)"
     ),
     "hold_settle": "UPDATE hold SET status = 'settled' WHERE id = ? AND status = 'active'",
+    "wallet_spent_since": (
+        "SELECT COALESCE(SUM(-amount_nanos), 0) FROM wallet_transaction "
+        "WHERE customer_id = ? AND type = 'usage' AND created_ms >= ?"
+    ),
     "txn_insert": (
         "INSERT INTO wallet_transaction (id, customer_id, type, amount_nanos, "
         "balance_after_nanos, request_id, description, created_ms) "

@@ -78,6 +78,15 @@ class OpenAIStream(ChatStream):
                 if usage and not choices:
                     yield StreamChunk(data, usage=openai_usage_to_tokens(usage))
                     continue
+                if usage:
+                    # Some providers put usage on the last content chunk: relay the content
+                    # and report the usage as OpenAI's own usage-only chunk would.
+                    yield StreamChunk(
+                        encode({**chunk, "usage": None}), output_tokens=_delta_tokens(choices)
+                    )
+                    usage_chunk = {**chunk, "choices": [], "usage": usage}
+                    yield StreamChunk(encode(usage_chunk), usage=openai_usage_to_tokens(usage))
+                    continue
                 yield StreamChunk(data, output_tokens=_delta_tokens(choices))
         except httpx.HTTPError as exc:
             raise map_transport_error(exc, self._name) from None

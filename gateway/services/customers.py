@@ -231,10 +231,15 @@ class CustomerService:
             query = query.where(Customer.id < after)
         before = params.get("ending_before")
         if before:
+            # The page just before the cursor: walk up from it, then show newest first.
             query = query.where(Customer.id > before)
-        rows = list(query.order_by(Customer.id.desc()).limit(limit + 1))
-        has_more = len(rows) > limit
-        rows = rows[:limit]
+            rows = list(query.order_by(Customer.id.asc()).limit(limit + 1))
+            has_more = len(rows) > limit
+            rows = list(reversed(rows[:limit]))
+        else:
+            rows = list(query.order_by(Customer.id.desc()).limit(limit + 1))
+            has_more = len(rows) > limit
+            rows = rows[:limit]
         return CustomerPage(self._many_to_api(rows), has_more)
 
     # ------------------------------------------------------------------ views

@@ -25,7 +25,8 @@ def parse_time(value: str | None, name: str, *, end: bool) -> tuple[datetime | N
     """
     if value is None or value == "":
         return None, True
-    text = value.strip()
+    # A raw "+00:00" in a query string arrives as " 00:00": put the plus back.
+    text = value.strip().replace(" ", "+")
     try:
         if len(text) == 10:
             d = date.fromisoformat(text)
@@ -95,9 +96,11 @@ class UsageService:
             ):
                 totals[k] += row[k]
             if group_by:
-                key = {"day": row["day"], "model": row["model"], "customer": row["customer_id"]}[
-                    group_by
-                ]
+                key = {
+                    "day": row["day"],
+                    "model": f"fc:{row['model']}",  # the id /v1/models and /v1/requests use
+                    "customer": row["customer_id"],
+                }[group_by]
                 g = groups[key]
                 for k in ("requests", "input_tokens", "output_tokens", "cost", "price"):
                     g[k] += row[k]

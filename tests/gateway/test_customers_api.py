@@ -223,3 +223,14 @@ async def test_app_key_last_used_is_recorded(client: Any) -> None:
             break
         await asyncio.sleep(0.05)
     assert listed["last_used_at"] is not None
+
+
+async def test_ending_before_returns_the_page_before_the_cursor(client: Any) -> None:
+    ids = []
+    for i in range(6):
+        r = await create(client, external_id=f"eb{i}", name=f"EB {i}")
+        ids.append(r.json()["id"])
+    page = (
+        await client.get(f"/v1/customers?limit=2&ending_before={ids[0]}&search=eb", headers=admin())
+    ).json()
+    assert [c["id"] for c in page["data"]] == [ids[2], ids[1]] and page["has_more"] is True

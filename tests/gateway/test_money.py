@@ -309,7 +309,7 @@ async def test_non_finite_topups(app: Any, raw: bytes) -> None:
         content=raw,
         headers=admin({"content-type": "application/json"}),
     )
-    assert r.status_code == 400
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_amount"
 
 
 async def test_idempotent_topup(app: Any) -> None:
@@ -329,6 +329,7 @@ async def test_idempotent_topup(app: Any) -> None:
 
 async def test_idempotency_in_progress(app: Any) -> None:
     from gateway.db.models import IdempotencyRecord
+    from gateway.ledger.idempotency import _canonical
 
     cus = await customer(app)
     url = f"/v1/customers/{cus['id']}/wallet/topup"
@@ -342,7 +343,7 @@ async def test_idempotency_in_progress(app: Any) -> None:
         IdempotencyRecord.insert(
             key="busy",
             scope=f"topup:{cus['id']}",
-            request_hash=hashlib.sha256(raw).hexdigest(),
+            request_hash=hashlib.sha256(_canonical(raw)).hexdigest(),
             status="in_progress",
             created_ms=int(time.time() * 1000),
             locked_until_ms=int(time.time() * 1000) + 60_000,
@@ -407,3 +408,27 @@ async def test_raising_the_budget_rearms_this_months_crossings(app: Any) -> None
         lambda: [e.type for e in Event.select().where(Event.customer_id == cus["id"])]
     )
     assert types.count("budget_exceeded") == 2  # once per crossing, re-armed by the raise
+
+
+async def test_wallet_402_names_what_was_spent(app: Any) -> None:
+    cus = await customer(app)
+    await app.post(
+        f"/v1/customers/{cus['id']}/wallet/topup", json={"amount_usd": 0.0002}, headers=admin()
+    )
+    h = admin({"FC-Customer": cus["id"]})
+    while (
+        r := await app.post("/v1/chat/completions", json=call(20, max_tokens=20), headers=h)
+    ).status_code == 200:
+        pass
+    err = r.json()["error"]
+    assert err["code"] == "customer_wallet_empty" and err["customer_id"] == cus["id"]
+    assert err["spent_usd"] > 0 and "balance_usd" in err
+
+
+async def test_idempotency_compares_parameters_not_bytes(app: Any) -> None:
+    cus = await customer(app)
+    url = f"/v1/customers/{cus['id']}/wallet/topup"
+    h = admin({"Idempotency-Key": "canon", "content-type": "application/json"})
+    r1 = await app.post(url, content=b'{"amount_usd":5,"description":"x"}', headers=h)
+    r2 = await app.post(url, content=b'{ "description": "x",  "amount_usd": 5 }', headers=h)
+    assert r1.status_code == r2.status_code == 200 and r1.json() == r2.json()

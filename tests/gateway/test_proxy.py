@@ -331,8 +331,8 @@ async def test_usage_grouping_and_time_filters(local: Any) -> None:
         assert r.status_code == 200
     by_model = (await local.get("/v1/usage?group_by=model", headers=admin())).json()
     assert {g["model"]: g["requests"] for g in by_model["breakdown"]} == {
-        "mock/mock-fast": 2,
-        "mock/mock-smart": 1,
+        "fc:mock/mock-fast": 2,
+        "fc:mock/mock-smart": 1,
     }
     by_customer = (await local.get("/v1/usage?group_by=customer", headers=admin())).json()
     assert sum(g["requests"] for g in by_customer["breakdown"]) == 3
@@ -389,3 +389,50 @@ async def test_models_list_includes_catalogs_of_configured_providers(gateway_fac
     async with AsyncTestClient(app=create_app(gw)) as c:
         ids = {m["id"] for m in (await c.get("/v1/models", headers=admin())).json()["data"]}
     assert {"fc:openai/gpt-4o-mini", "fc:anthropic/claude-sonnet-4-5"} <= ids
+
+
+async def test_usage_on_the_last_content_chunk_is_billed(local: Any, httpx_mock: HTTPXMock) -> None:
+    last = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "llama",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+        "usage": completion(40, 3)["usage"],
+    }
+    httpx_mock.add_response(
+        stream=IteratorStream([f"data: {json.dumps(last)}\n\n".encode(), b"data: [DONE]\n\n"])
+    )
+    cus = await new_customer(local)
+    r = await local.post(
+        "/v1/chat/completions", json=chat(stream=True), headers=admin({"FC-Customer": cus["id"]})
+    )
+    assert '"hi"' in r.text
+    log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
+    assert (log["input_tokens"], log["output_tokens"], log["status"]) == (40, 3, "ok")
+
+
+async def test_bad_stream_options_are_400_and_leave_no_hold(local: Any) -> None:
+    cus = await new_customer(local, budget_usd=0.01)
+    for bad in ("yes", [1], 5):
+        r = await local.post(
+            "/v1/chat/completions",
+            json=chat("fc:mock/mock-fast", stream=True, stream_options=bad),
+            headers=admin({"FC-Customer": cus["id"]}),
+        )
+        assert r.status_code == 400 and r.json()["error"]["param"] == "stream_options"
+    c = (await local.get(f"/v1/customers/{cus['id']}", headers=admin())).json()
+    assert c["budget"]["held_usd"] == 0
+
+
+async def test_usage_breakdown_uses_model_ids_and_plus_offsets(local: Any) -> None:
+    cus = await new_customer(local)
+    await local.post(
+        "/v1/chat/completions",
+        json=chat("fc:mock/mock-fast"),
+        headers=admin({"FC-Customer": cus["id"]}),
+    )
+    u = (
+        await local.get("/v1/usage?group_by=model&since=2020-01-01T10:00:00+00:00", headers=admin())
+    ).json()
+    assert [g["model"] for g in u["breakdown"]] == ["fc:mock/mock-fast"]
