@@ -563,13 +563,9 @@ class Ledger:
         est = r.estimate
         assert est is not None
         usage = outcome.usage
-        if usage is not None:
-            exact = est.rates.cost(usage)
-            markup = r.customer_markup if r.customer_markup is not None else est.rates.markup
-            cost = int(exact.to_integral_value())
-            price = int((exact * markup).to_integral_value())
-        else:
-            cost = price = 0
+        charge = est.rates.charge(usage, r.customer_markup) if usage is not None else None
+        cost = charge.cost_nanos if charge else 0
+        price = charge.price_nanos if charge else 0
         over_hold = r.hold_id is not None and bool(
             (r.budget_hold_nanos and cost > r.budget_hold_nanos)
             or (r.wallet_hold_nanos and price > r.wallet_hold_nanos)

@@ -131,6 +131,15 @@ class ModelRates:
         )
         return Decimal(calc["total_price"]) * _NANOS
 
+    def charge(self, usage: TokenUsage, customer_markup: Decimal | None) -> Charge:
+        """Cost and price in nano-USD, each rounded once (half-even) from the exact cost;
+        the customer's markup wins over the model's (which defaults to the global one)."""
+        from gateway.ledger.amounts import decimal_to_nanos
+
+        exact = self.cost(usage)
+        markup = customer_markup if customer_markup is not None else self.markup
+        return Charge(decimal_to_nanos(exact), decimal_to_nanos(exact * markup))
+
     def bound_nanos(self, input_tokens: int, output_tokens: int) -> int:
         """Worst-case cost of a call with at most these tokens, rounded up."""
         exact = input_tokens * self.bound_input_nanos + output_tokens * self.bound_output_nanos
@@ -173,18 +182,6 @@ class PriceBook:
         except ModelPriceUnknown:
             return False
         return True
-
-    def charge(
-        self, rates: ModelRates, usage: TokenUsage, customer_markup: Decimal | None
-    ) -> Charge:
-        from gateway.ledger.amounts import decimal_to_nanos
-
-        exact = rates.cost(usage)
-        markup = customer_markup if customer_markup is not None else rates.markup
-        return Charge(decimal_to_nanos(exact), decimal_to_nanos(exact * markup))
-
-    def markup_for(self, rates: ModelRates, customer_markup: Decimal | None) -> Decimal:
-        return customer_markup if customer_markup is not None else rates.markup
 
     # ------------------------------------------------------------------ resolution
     def _resolve(self, provider: str, model: str) -> ModelRates | None:

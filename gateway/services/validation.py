@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.errors import InvalidRequest
-from gateway.ledger.amounts import NANOS_PER_USD, parse_usd, usd_to_nanos
+from gateway.ledger.amounts import parse_usd, usd_to_nanos
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_USD = Decimal(1_000_000_000)  # a sanity ceiling for budgets and thresholds
@@ -139,7 +139,3 @@ def limit(value: str | None, *, default: int = 20, maximum: int = 100) -> int:
     if not 1 <= n <= maximum:
         raise InvalidRequest(f"limit must be between 1 and {maximum}.", param="limit")
     return n
-
-
-def nanos_to_usd_decimal(nanos: int) -> Decimal:
-    return Decimal(nanos) / NANOS_PER_USD
