@@ -6,9 +6,12 @@ from typing import Any, ClassVar
 
 
 class ApiError(Exception):
-    status: ClassVar[int] = 400
+    """Subclasses set the defaults; `status` and `code` may also be given per instance
+    (an upstream's own 4xx is passed on with its status and code)."""
+
+    status: int = 400
     type: ClassVar[str] = "invalid_request_error"
-    code: ClassVar[str] = "invalid_request"
+    code: str = "invalid_request"
     default_message: ClassVar[str] = "The request is invalid."
 
     def __init__(
@@ -17,8 +20,14 @@ class ApiError(Exception):
         *,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        status: int | None = None,
+        code: str | None = None,
         **extra: Any,
     ) -> None:
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
         self.message = message or self.default_message
         self.param = param
         self.headers = headers or {}
@@ -164,6 +173,12 @@ class UpstreamRateLimited(ApiError):
     status = 429
     type = "rate_limit_error"
     code = "upstream_rate_limited"
+
+
+class UpstreamRefused(ApiError):
+    """The provider refused the request as invalid; its status and code are passed on."""
+
+    code = "upstream_invalid_request"
 
 
 class UpstreamError(ApiError):

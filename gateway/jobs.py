@@ -1,52 +1,57 @@
 """Background jobs on APScheduler (3.x, in-memory jobs with stable ids).
 
-Durable state lives in our own tables; jobs only drive it. Modules that own jobs
-(webhooks, Stripe sync) expose `register_jobs(scheduler, gateway)`.
+Durable state lives in our own tables; jobs only drive it. Each feature that owns jobs
+(webhooks, Stripe sync) has a `register_jobs` that takes exactly what its jobs need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway import stripe_sync
+from gateway.config import Settings
+from gateway.db.database import Database
+from gateway.events import EventBus
+from gateway.ledger import Idempotency
+from gateway.stripe_sync import StripeSyncService
+from gateway.webhooks import jobs as webhook_jobs
+from gateway.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger("ringside.jobs")
 
-JOB_MODULES = ("gateway.webhooks.jobs", "gateway.stripe_sync")
 
-
-async def purge_idempotency_keys(gw: Gateway) -> None:
+async def purge_idempotency_keys(db: Database, idempotency: Idempotency) -> None:
     try:
-        await gw.db.write(gw.services.idempotency.purge_expired_sync)
+        await db.write(idempotency.purge_expired_sync)
     except Exception as exc:
         log.warning("idempotency purge failed: %s", exc)
 
 
-def start_scheduler(gw: Gateway) -> Any:
-    scheduler = AsyncIOScheduler(timezone="UTC")
+def start_scheduler(
+    *,
+    settings: Settings,
+    db: Database,
+    bus: EventBus,
+    idempotency: Idempotency,
+    webhook_worker: DeliveryWorker,
+    stripe: StripeSyncService,
+    loop: asyncio.AbstractEventLoop,
+) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="UTC", event_loop=loop)
     scheduler.add_job(
         purge_idempotency_keys,
         "interval",
         hours=1,
-        args=[gw],
+        args=[db, idempotency],
         id="idempotency-purge",
         replace_existing=True,
         coalesce=True,
         max_instances=1,
     )
-    for module_name in JOB_MODULES:
-        try:
-            module = __import__(module_name, fromlist=["register_jobs"])
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            continue
-        register = getattr(module, "register_jobs", None)
-        if register is not None:
-            register(scheduler, gw)
+    webhook_jobs.register_jobs(scheduler, webhook_worker, settings.webhooks, bus, loop)
+    stripe_sync.register_jobs(scheduler, stripe, settings.stripe)
     scheduler.start()
     return scheduler

@@ -13,12 +13,13 @@ from typing import Any
 import uvicorn
 
 from gateway.admin_key import ensure_admin_key
-from gateway.app import Gateway, build_gateway, create_app
+from gateway.app import create_app
 from gateway.clock import Clock, utcnow
 from gateway.config import ConfigError, Settings
 from gateway.db.database import UNAVAILABLE_ERRORS, Database
 from gateway.db.migrate import migrate
 from gateway.events import EventBus
+from gateway.wiring import Gateway, build_gateway
 
 log = logging.getLogger("ringside")
 

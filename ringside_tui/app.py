@@ -51,7 +51,7 @@ from ringside_tui.widgets.cells import usd_text
 from ringside_tui.widgets.diff_table import DiffTable
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.wiring import Gateway
     from gateway.clock import Clock
 
 

@@ -36,7 +36,7 @@ from ringside_tui.messages import GatewayActivity
 if TYPE_CHECKING:
     from textual.app import App
 
-    from gateway.app import Gateway
+    from gateway.wiring import Gateway
 
 T = TypeVar("T")
 

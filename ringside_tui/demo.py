@@ -30,7 +30,7 @@ from gateway.errors import ApiError, CustomerNotFound
 from gateway.services.snapshots import SnapshotReader
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.wiring import Gateway
 
 log = logging.getLogger("ringside.demo")
 T = TypeVar("T")

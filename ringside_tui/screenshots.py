@@ -95,7 +95,7 @@ async def capture(out: Path, warmup_s: float = 8.0) -> list[Path]:
         rt = Runtime(settings)
         gw = rt.prepare()
         rt.start_in_thread()
-        hooks = gw.services.extra.get("webhooks")
+        hooks = gw.services.webhooks
         if hooks is not None:
             await _on_gateway(rt, hooks.create_endpoint({"url": ok_url}))
             # Nothing listens on port 9: this one keeps failing and retrying.

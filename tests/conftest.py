@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from gateway.app import Gateway, build_gateway, create_app
+from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from gateway.db.database import Database
 from gateway.db.migrate import migrate
 from gateway.events import EventBus
+from gateway.wiring import Gateway, build_gateway
 
 ADMIN_KEY = "test-admin-key-0123456789"
 PG_HOST = os.environ.get("RINGSIDE_TEST_PG_HOST", "127.0.0.1")

@@ -13,6 +13,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from gateway.errors import AuthenticationRequired, InsufficientPermissions
+from gateway.services.container import Services
 from gateway.services.keys import Principal
 
 
@@ -32,8 +33,8 @@ async def auth_guard(
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 512:
         raise AuthenticationRequired()
-    services = connection.app.state.services
-    principal: Principal | None = await services.keys.authenticate(token)
+    found: Services = connection.app.state.services
+    principal: Principal | None = await found.keys.authenticate(token)
     if principal is None:
         raise AuthenticationRequired("Invalid API key.")
     if scope != "app" and principal.kind != "admin":

@@ -8,8 +8,16 @@ from litestar import Request, Response
 
 from gateway.errors import InvalidJson
 from gateway.jsoncodec import decode, decode_lenient, encode
+from gateway.ledger import StoredResponse
+from gateway.services.container import Services
 
 JSON = "application/json"
+
+
+def services(request: Request[Any, Any, Any]) -> Services:
+    """The gateway's services, put on `app.state` once by `create_app`."""
+    found: Services = request.app.state.services
+    return found
 
 
 async def json_body(request: Request[Any, Any, Any], *, empty_ok: bool = False) -> Any:
@@ -27,6 +35,14 @@ def json_response(
     return Response(content=encode(data), status_code=status, media_type=JSON, headers=headers)
 
 
+def stored_response(result: StoredResponse) -> Response[bytes]:
+    """An idempotent operation's answer, marked when it was replayed."""
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return Response(
+        content=result.body, status_code=result.status, media_type=JSON, headers=headers
+    )
+
+
 def page(data: list[Any], has_more: bool, url: str) -> dict[str, Any]:
     return {"object": "list", "data": data, "has_more": has_more, "url": url}
 
@@ -36,4 +52,14 @@ def query(request: Request[Any, Any, Any], *names: str) -> dict[str, str | None]
     return {n: params.get(n) for n in names}
 
 
-__all__ = ["JSON", "decode", "encode", "json_body", "json_response", "page", "query"]
+__all__ = [
+    "JSON",
+    "decode",
+    "encode",
+    "json_body",
+    "json_response",
+    "page",
+    "query",
+    "services",
+    "stored_response",
+]

@@ -6,27 +6,27 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, post
 
-from gateway.api.common import json_body, json_response, page
+from gateway.api.common import json_body, json_response, page, services
 
 
 @post("/v1/keys", tags=["keys"], status_code=201, summary="Create an app key (shown once)")
 async def create_key(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await json_body(request, empty_ok=True)
-    out = await request.app.state.services.keys.create(body)
+    out = await services(request).keys.create(body)
     return json_response(out, status=201)
 
 
 @get("/v1/keys", tags=["keys"], summary="List app keys")
 async def list_keys(request: Request[Any, Any, Any]) -> Response[bytes]:
     include = request.query_params.get("include_revoked") in ("1", "true")
-    keys = await request.app.state.services.keys.list(include)
+    keys = await services(request).keys.list(include)
     return json_response(page(keys, False, "/v1/keys"))
 
 
 @delete("/v1/keys/{key_id:str}", tags=["keys"], status_code=200, summary="Revoke an app key")
 async def revoke_key(request: Request[Any, Any, Any]) -> Response[bytes]:
     key_id = request.path_params["key_id"]
-    return json_response(await request.app.state.services.keys.revoke(key_id))
+    return json_response(await services(request).keys.revoke(key_id))
 
 
 ROUTES = [create_key, list_keys, revoke_key]

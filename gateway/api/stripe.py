@@ -6,16 +6,15 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 
-from gateway.api.common import json_body, json_response, page, query
+from gateway.api.common import json_body, json_response, page, query, services
 from gateway.services.validation import limit as parse_limit
-from gateway.stripe_sync.service import StripeSyncService
+from gateway.stripe_sync import StripeSyncService
 
 TAGS = ["stripe"]
 
 
 def _service(request: Request[Any, Any, Any]) -> StripeSyncService:
-    service: StripeSyncService = request.app.state.services.extra["stripe"]
-    return service
+    return services(request).stripe
 
 
 @post(

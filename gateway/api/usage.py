@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 
-from gateway.api.common import json_response, query
+from gateway.api.common import json_response, query, services
 
 
 @get(
@@ -16,7 +16,7 @@ from gateway.api.common import json_response, query
 )
 async def get_usage(request: Request[Any, Any, Any]) -> Response[bytes]:
     params = query(request, "customer_id", "customer", "since", "until", "group_by")
-    return json_response(await request.app.state.services.usage.usage(params))
+    return json_response(await services(request).usage.usage(params))
 
 
 @get("/v1/requests", tags=["usage"], summary="The per-request log, newest first")
@@ -32,7 +32,7 @@ async def list_requests(request: Request[Any, Any, Any]) -> Response[bytes]:
         "starting_after",
         "limit",
     )
-    return json_response(await request.app.state.services.usage.requests(params))
+    return json_response(await services(request).usage.requests(params))
 
 
 ROUTES = [get_usage, list_requests]

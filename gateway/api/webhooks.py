@@ -6,12 +6,13 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, patch, post
 
-from gateway.api.common import json_body, json_response, page, query
+from gateway.api.common import json_body, json_response, page, query, services
 from gateway.errors import InvalidRequest
+from gateway.webhooks.service import WebhookService
 
 
-def _webhooks(request: Request[Any, Any, Any]) -> Any:
-    return request.app.state.services.extra["webhooks"]
+def _webhooks(request: Request[Any, Any, Any]) -> WebhookService:
+    return services(request).webhooks
 
 
 @post(

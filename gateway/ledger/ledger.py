@@ -50,9 +50,10 @@ from gateway.events import EventBus
 from gateway.ids import new_id
 from gateway.ledger.amounts import NANOS_PER_USD, nanos_to_json
 from gateway.ledger.events import record_event
-from gateway.ledger.prices import ModelRates, TokenUsage
+from gateway.ledger.prices import ModelRates
 from gateway.ledger.spool import SettlementSpool, SettleRecord
 from gateway.ledger.sql import HotSql
+from gateway.tokens import TokenUsage
 
 log = logging.getLogger("ringside.ledger")
 

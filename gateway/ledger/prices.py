@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.config import PriceOverride, Settings
 from gateway.errors import ModelPriceUnknown
+from gateway.tokens import TokenUsage
 
 log = logging.getLogger("ringside.prices")
 
@@ -59,18 +60,6 @@ KNOWN_MAX_OUTPUT: dict[str, int] = {
     "mock-smart": 8192,
     "mock-reasoning": 8192,
 }
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    """Tokens as billed. `input_tokens` counts every prompt token, cached and cache-written ones
-    included (OpenAI's prompt_tokens; Anthropic's input + cache read + cache write)."""
-
-    input_tokens: int = 0
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)

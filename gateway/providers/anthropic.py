@@ -20,7 +20,7 @@ import msgspec
 
 from gateway import jsoncodec
 from gateway.config import ProviderSettings
-from gateway.ledger.prices import TokenUsage
+from gateway.tokens import TokenUsage
 from gateway.providers.base import (
     ChatResult,
     ChatStream,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import ProviderSettings
-from gateway.ledger.prices import TokenUsage
+from gateway.tokens import TokenUsage
 
 
 class UpstreamFailure(Exception):

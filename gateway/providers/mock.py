@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.config import ProviderSettings
 from gateway.jsoncodec import encode
-from gateway.ledger.prices import TokenUsage
+from gateway.tokens import TokenUsage
 from gateway.providers.base import ChatResult, ChatStream, Provider, StreamChunk, UpstreamFailure
 
 MODELS = ("mock-fast", "mock-smart", "mock-reasoning", "mock-embed")

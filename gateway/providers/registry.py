@@ -63,6 +63,9 @@ class ProviderRegistry:
             )
         return provider
 
+    async def open(self) -> None:
+        """Open the upstream connections (on the gateway's loop). Idempotent."""
+
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()

@@ -15,7 +15,8 @@ from gateway.db.models import Customer
 from gateway.errors import CustomerExists, InvalidRequest
 from gateway.events import EventBus
 from gateway.ids import new_id
-from gateway.ledger.ledger import Ledger
+from gateway.jsoncodec import encode
+from gateway.ledger import Idempotency, Ledger, StoredResponse
 from gateway.serializers import customer_to_api
 from gateway.services import validation as v
 
@@ -44,10 +45,13 @@ class CustomerPage:
 
 
 class CustomerService:
-    def __init__(self, db: Database, ledger: Ledger, bus: EventBus) -> None:
+    def __init__(
+        self, db: Database, ledger: Ledger, bus: EventBus, idempotency: Idempotency
+    ) -> None:
         self.db = db
         self.ledger = ledger
         self.bus = bus
+        self.idempotency = idempotency
         # Called with the new customer (API dict) after creation commits, e.g. to create
         # the matching Stripe customer. A failing hook is logged, never undoes the create.
         self.on_created: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
@@ -61,10 +65,31 @@ class CustomerService:
 
     # ------------------------------------------------------------------ async API
     async def create(self, body: Any) -> dict[str, Any]:
+        """Create a customer (no idempotency key: the dashboard's form)."""
         out = await self.db.write(self.create_sync, body)
         self.bus.publish("customer.changed", customer_id=out["id"])
         await self.run_created_hooks(out)
         return out
+
+    async def create_idempotent(
+        self, body: Any, *, idempotency_key: str | None, raw_body: bytes
+    ) -> StoredResponse:
+        """Create a customer honouring an `Idempotency-Key`: the same key and body answer
+        the stored response; the customer and the stored answer commit together."""
+        created: list[dict[str, Any]] = []
+
+        def operation() -> tuple[int, bytes]:
+            customer = self.create_sync(body)
+            created.append(customer)
+            return 201, encode(customer)
+
+        result = await self.idempotency.run(
+            idempotency_key, "customers.create", raw_body, operation
+        )
+        if created:
+            self.bus.publish("customer.changed", customer_id=created[0]["id"])
+            await self.run_created_hooks(created[0])
+        return result
 
     async def retrieve(self, ref: str) -> dict[str, Any]:
         return await self.db.read(self._retrieve_sync, ref)

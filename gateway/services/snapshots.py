@@ -22,7 +22,8 @@ from typing import Any
 
 import peewee as pw
 
-from gateway.clock import day_of, month_of, to_ms
+from gateway.clock import Clock, day_of, month_of, to_ms
+from gateway.db.database import Database
 from gateway.db.models import (
     ApiKey,
     BudgetPeriod,
@@ -657,3 +658,57 @@ def customer_names(ids: Iterable[str]) -> dict[str, str]:
     if not wanted:
         return {}
     return dict(Customer.select(Customer.id, Customer.name).where(Customer.id.in_(wanted)).tuples())
+
+
+# ---------------------------------------------------------------------------- service
+
+
+class SnapshotService:
+    """The dashboard's reads, as awaitables on the gateway's loop (reader threads)."""
+
+    def __init__(self, db: Database, clock: Clock, warning_share: Decimal) -> None:
+        self._db = db
+        self._clock = clock
+        self._reader = SnapshotReader()
+        self.warning_share = warning_share
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def overview(self) -> Overview:
+        return await self._db.read(self._reader.overview, self.now())
+
+    async def customers(
+        self, ids: Iterable[str] | None = None
+    ) -> tuple[list[CustomerRow], Totals, Totals]:
+        """(customer rows, today's totals, month-to-date totals); `ids` narrows the rows."""
+        return await self._db.read(self._reader.customers, self.now(), ids)
+
+    async def activity(self) -> tuple[Totals, Totals, Series]:
+        """(today, month to date, series): the overview's numbers beside the customers."""
+        reader, now = self._reader, self.now()
+
+        def read() -> tuple[Totals, Totals, Series]:
+            today, month = reader.totals(now)
+            return today, month, reader.series(now)
+
+        return await self._db.read(read)
+
+    async def requests(
+        self,
+        limit: int = TAIL_LIMIT,
+        customer_ids: list[str] | None = None,
+        status: str | None = None,
+    ) -> list[RequestRow]:
+        return await self._db.read(
+            self._reader.requests, limit, customer_ids=customer_ids, status=status
+        )
+
+    async def customer_detail(self, customer_id: str) -> CustomerDetail:
+        return await self._db.read(self._reader.customer_detail, customer_id, self.now())
+
+    async def keys(self, include_revoked: bool = False) -> list[KeyRow]:
+        return await self._db.read(SnapshotReader.keys, include_revoked)
+
+    async def customer_names(self, ids: Iterable[str]) -> dict[str, str]:
+        return await self._db.read(customer_names, list(ids))

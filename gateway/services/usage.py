@@ -10,8 +10,8 @@ from gateway.clock import iso_ms, to_ms
 from gateway.db.database import Database
 from gateway.db.models import RequestLog, UsageDaily
 from gateway.errors import InvalidRequest
+from gateway.ledger import Ledger
 from gateway.ledger.amounts import nanos_to_json
-from gateway.ledger.ledger import Ledger
 from gateway.services import validation as v
 
 GROUPS = ("day", "model", "customer")

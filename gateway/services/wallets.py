@@ -6,9 +6,8 @@ from typing import Any
 
 from gateway.events import EventBus
 from gateway.jsoncodec import encode
+from gateway.ledger import Idempotency, Ledger, StoredResponse, validate_topup_amount
 from gateway.ledger.amounts import nanos_to_json
-from gateway.ledger.idempotency import Idempotency, StoredResponse
-from gateway.ledger.ledger import Ledger, validate_topup_amount
 from gateway.serializers import transaction_to_api
 from gateway.services import validation as v
 

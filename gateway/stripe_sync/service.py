@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import peewee as pw
 
-from gateway.clock import iso_ms, to_ms
+from gateway.clock import Clock, iso_ms, to_ms
+from gateway.config import StripeSettings
+from gateway.db.database import Database
 from gateway.db.models import Customer, UsageDaily
 from gateway.errors import InvalidRequest
+from gateway.events import EventBus
 from gateway.jsoncodec import decode
 from gateway.stripe_sync.client import StripeApi, StripeFailure
 from gateway.stripe_sync.engine import (
@@ -40,9 +44,7 @@ from gateway.stripe_sync.models import (
     StripeUsageMark,
 )
 from gateway.stripe_sync.units import Unit
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.tasks import BackgroundTasks
 
 log = logging.getLogger("ringside.stripe")
 
@@ -50,25 +52,35 @@ RESOLUTIONS = ("pushed", "resend")
 
 
 class StripeSyncService:
-    def __init__(self, gw: Gateway, *, retry: RetryPolicy | None = None) -> None:
-        s = gw.settings.stripe
-        self.settings = s
-        self.db = gw.db
-        self.clock = gw.ledger.clock
-        self.ledger = gw.ledger
-        self.customers = gw.services.customers
-        # The gateway's set of tasks that shutdown waits for.
-        self.background: set[asyncio.Task[Any]] = gw.background
+    def __init__(
+        self,
+        settings: StripeSettings,
+        *,
+        db: Database,
+        clock: Clock,
+        bus: EventBus,
+        tasks: BackgroundTasks,
+        resolve_customer: Callable[[str], Customer],
+        store_stripe_id: Callable[[str, str], Awaitable[Any]],
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self._resolve_customer = resolve_customer
+        self._store_stripe_id_fn = store_stripe_id
+        # The gateway's tasks that shutdown waits for.
+        self.background = tasks
         self.creating: set[asyncio.Task[Any]] = set()  # Stripe customers being created
-        self.api = StripeApi(s.api_key, s.api_base) if s.api_key else None
+        self.api = StripeApi(settings.api_key, settings.api_base) if settings.api_key else None
         self.engine = SyncEngine(
-            db=gw.db,
-            clock=gw.ledger.clock,
-            bus=gw.bus,
-            unit=s.value,
-            event_name=s.meter_event_name,
+            db=db,
+            clock=clock,
+            bus=bus,
+            unit=settings.value,
+            event_name=settings.meter_event_name,
             api=self.api,
-            create_customers=s.create_customers,
+            create_customers=settings.create_customers,
             retry=retry,
             store_stripe_id=self._store_stripe_id,
         )
@@ -124,10 +136,9 @@ class StripeSyncService:
             customer.get("status", "active"),
             None,
         )
-        task = asyncio.create_task(self._create_stripe_customer(ref))
-        for tasks in (self.background, self.creating):
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        task = self.background.spawn(self._create_stripe_customer(ref))
+        self.creating.add(task)
+        task.add_done_callback(self.creating.discard)
 
     async def _create_stripe_customer(self, ref: CustomerRef) -> None:
         try:
@@ -139,7 +150,7 @@ class StripeSyncService:
             log.exception("creating the Stripe customer for %s failed", ref.id)
 
     async def _store_stripe_id(self, customer_id: str, stripe_id: str) -> None:
-        await self.customers.update(customer_id, {"stripe_customer_id": stripe_id})
+        await self._store_stripe_id_fn(customer_id, stripe_id)
 
     async def aclose(self) -> None:
         if self.api is not None:
@@ -205,7 +216,7 @@ class StripeSyncService:
         return self._states_sync(list(q))
 
     def _state_one_sync(self, ref: str) -> dict[str, Any]:
-        return self._states_sync([self.ledger.resolve_customer(ref)])[0]
+        return self._states_sync([self._resolve_customer(ref)])[0]
 
     def _states_sync(self, customers: list[Customer]) -> list[dict[str, Any]]:
         if not customers:

@@ -47,6 +47,7 @@ from gateway.events import EventBus
 from gateway.ids import new_id
 from gateway.jsoncodec import encode
 from gateway.ledger.events import event_to_payload, record_event
+from gateway.tasks import BackgroundTasks
 from gateway.webhooks import urlpolicy
 from gateway.webhooks.signing import signed_headers
 
@@ -128,7 +129,7 @@ class DeliveryWorker:
         settings: WebhookSettings,
         bus: EventBus,
         *,
-        background: set[asyncio.Task[Any]] | None = None,
+        background: BackgroundTasks | None = None,
         capacity: int = 32,
         instance_id: str | None = None,
         now_ms: Callable[[], int] = wall_ms,
@@ -142,7 +143,7 @@ class DeliveryWorker:
         )
         self.now_ms = now_ms
         self.lease_ms = int((settings.timeout_s * 2 + 5) * 1000)
-        self._background = background if background is not None else set()
+        self._background = background if background is not None else BackgroundTasks()
         self._tokens = itertools.count(1)
         self._inflight: set[asyncio.Task[Any]] = set()
         self._ticking = False
@@ -375,8 +376,7 @@ class DeliveryWorker:
 
     def _track(self, task: asyncio.Task[Any], inflight: bool = True) -> asyncio.Task[Any]:
         # The app's shutdown waits for `background`, so sends in flight finish and record.
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.track(task)
         if inflight:
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
-from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, SchedulerEvent
 from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.schedulers.base import BaseScheduler
 
-from gateway.events import BusEvent
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.config import WebhookSettings
+from gateway.events import BusEvent, EventBus
+from gateway.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger("ringside.webhooks")
 
@@ -28,14 +27,15 @@ EXECUTOR = "webhooks"
 logging.getLogger(f"apscheduler.executors.{EXECUTOR}").setLevel(logging.WARNING)
 
 
-def register_jobs(scheduler: Any, gw: Gateway) -> None:
-    service = gw.services.extra.get("webhooks")
-    if service is None:
-        return
-    worker = service.worker
-    loop = gw.loop or asyncio.get_running_loop()
+def register_jobs(
+    scheduler: BaseScheduler,
+    worker: DeliveryWorker,
+    settings: WebhookSettings,
+    bus: EventBus,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
     worker.attach(loop)
-    interval = gw.settings.webhooks.poll_interval_s
+    interval = settings.poll_interval_s
     scheduler.add_executor(AsyncIOExecutor(), alias=EXECUTOR)
     scheduler.add_job(
         worker.tick,
@@ -57,9 +57,9 @@ def register_jobs(scheduler: Any, gw: Gateway) -> None:
         if event.kind == "event.recorded":
             worker.wake_threadsafe()
 
-    unsubscribe = gw.bus.subscribe(on_bus)
+    unsubscribe = bus.subscribe(on_bus)
 
-    def on_shutdown(_event: Any) -> None:
+    def on_shutdown(_event: SchedulerEvent) -> None:
         unsubscribe()
         worker.stop()
 

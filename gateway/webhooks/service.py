@@ -6,8 +6,9 @@ this service only changes the outbox and wakes the worker.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import peewee as pw
 
@@ -29,9 +30,6 @@ from gateway.webhooks.errors import (
     WebhookEndpointNotFound,
 )
 from gateway.webhooks.signing import mask_secret, new_secret
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 CREATE_FIELDS = {"url", "events", "description", "enabled"}
 UPDATE_FIELDS = CREATE_FIELDS
@@ -136,7 +134,7 @@ class WebhookService:
         bus: EventBus,
         worker: DeliveryWorker,
         *,
-        resolve_customer: Any = None,
+        resolve_customer: Callable[[str], Customer],
     ) -> None:
         self.db = db
         self.settings = settings
@@ -619,18 +617,3 @@ def _rearm(delivery_id: str, now: int) -> None:
     WebhookDelivery.update(
         status="pending", next_attempt_ms=now, window_start_ms=now, delivered_ms=None
     ).where(WebhookDelivery.id == delivery_id).execute()
-
-
-# ---------------------------------------------------------------------------- wiring
-
-
-def build_service(gw: Gateway) -> tuple[str, WebhookService]:
-    worker = DeliveryWorker(gw.db, gw.settings.webhooks, gw.bus, background=gw.background)
-    service = WebhookService(
-        gw.db,
-        gw.settings.webhooks,
-        gw.bus,
-        worker,
-        resolve_customer=gw.ledger.resolve_customer,
-    )
-    return "webhooks", service

@@ -1,6 +1,6 @@
 """Stripe: sync runs, per-customer sync state, and "sync now".
 
-Drawn from `gw.services.extra["stripe"]`; without it the tab says Stripe sync is not
+Drawn from `gw.services.stripe`; without it the tab says Stripe sync is not
 available. The per-customer state is a heavier query, so this tab reloads it every few
 seconds rather than on every refresh tick.
 """

@@ -1,6 +1,6 @@
 """Webhooks: endpoints with their health, recent deliveries, retry, enable/disable.
 
-Drawn from the webhook service's API-shaped dicts (`gw.services.extra["webhooks"]`);
+Drawn from the webhook service's API-shaped dicts (`gw.services.webhooks`);
 when that module is not in the build the tab says so instead of failing.
 """
 

@@ -15,7 +15,6 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pytest_httpx import HTTPXMock, IteratorStream
 
 from gateway.config import ProviderSettings
-from gateway.ledger.prices import TokenUsage
 from gateway.providers.anthropic import (
     AnthropicProvider,
     StreamTranslator,
@@ -23,6 +22,7 @@ from gateway.providers.anthropic import (
     to_openai_completion,
 )
 from gateway.providers.base import StreamChunk, UpstreamFailure
+from gateway.tokens import TokenUsage
 
 BASE_URL = "https://anthropic.test"
 MESSAGES_URL = f"{BASE_URL}/v1/messages"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient, TestClient
 
-from gateway.app import Gateway, create_app
+from gateway.app import create_app
 from gateway.client import (
     APIConnectionError,
     APITimeoutError,
@@ -48,6 +48,7 @@ from gateway.client import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from gateway.wiring import Gateway
 from tests.conftest import ADMIN_KEY
 
 BASE = "http://ringside.test"

@@ -97,7 +97,7 @@ async def test_replay_of_an_already_recorded_settlement_is_a_no_op(gateway_facto
         )
         cid = r.json()["id"]
         from gateway.ledger.ledger import CallEstimate, Outcome
-        from gateway.ledger.prices import TokenUsage
+        from gateway.tokens import TokenUsage
 
         est = CallEstimate(
             "mock", "mock-fast", "chat", False, gw.prices.rates("mock", "mock-fast"), 100, 50

@@ -20,7 +20,8 @@ from gateway.db.models import BudgetPeriod, Customer, Hold, RequestLog, Wallet, 
 from gateway.errors import ApiError
 from gateway.events import EventBus
 from gateway.ledger.ledger import CallEstimate, Ledger, Outcome, Reservation
-from gateway.ledger.prices import PriceBook, TokenUsage
+from gateway.ledger.prices import PriceBook
+from gateway.tokens import TokenUsage
 from tests.conftest import MutableClock
 
 CONFIG = """

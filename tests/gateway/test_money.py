@@ -184,7 +184,7 @@ async def test_lapsed_holds_are_swept(app: Any, clock: Any) -> None:
     assert hold.status == "expired"
     # settling a lapsed hold still records the spend, without releasing twice
     from gateway.ledger.ledger import Outcome
-    from gateway.ledger.prices import TokenUsage
+    from gateway.tokens import TokenUsage
 
     s = await gw.ledger.settle(r, Outcome("ok", 200, TokenUsage(input_tokens=10, output_tokens=10)))
     assert s.cost_nanos == 30_000

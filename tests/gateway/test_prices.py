@@ -9,7 +9,8 @@ import pytest
 
 from gateway.config import load_settings
 from gateway.errors import ModelPriceUnknown
-from gateway.ledger.prices import PriceBook, TokenUsage
+from gateway.ledger.prices import PriceBook
+from gateway.tokens import TokenUsage
 
 
 def book(tmp_path: Path, config: str = "") -> PriceBook:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from gateway.app import Gateway
 from gateway.clock import day_of, month_of, to_ms
 from gateway.db.models import BudgetPeriod, Customer, RequestLog, UsageDaily, Wallet
 from gateway.services.snapshots import CLOSED_DAYS_TTL_MS, SnapshotReader
+from gateway.wiring import Gateway
 from tests.conftest import MutableClock
 
 NOW = datetime(2026, 4, 15, 12, 0, 30, tzinfo=UTC)

@@ -15,8 +15,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 from pytest_httpx import HTTPXMock
 
-from gateway.app import Gateway, create_app
+from gateway.app import create_app
 from gateway.stripe_sync.engine import RetryPolicy
+from gateway.wiring import Gateway
 from tests.conftest import MutableClock, admin
 from tests.fakes.fake_stripe import API_KEY, FakeStripe
 from tests.gateway.test_stripe_sync import (

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from gateway.app import Gateway, create_app
+from gateway.app import create_app
 from gateway.stripe_sync.engine import RetryPolicy, SyncEngine
 from gateway.stripe_sync.errors import StripeSyncInProgress
 from gateway.stripe_sync.service import StripeSyncService
 from gateway.stripe_sync.units import UNITS
+from gateway.wiring import Gateway
 from tests.conftest import MutableClock, admin
 from tests.fakes.fake_stripe import API_KEY, FakeStripe
 
@@ -62,19 +63,27 @@ def make_gateway(
 
 
 def service(gw: Gateway) -> StripeSyncService:
-    svc: StripeSyncService = gw.services.extra["stripe"]
+    svc: StripeSyncService = gw.services.stripe
     return svc
+
+
+_GATEWAYS: dict[int, Gateway] = {}
 
 
 @pytest.fixture
 async def app(make_gateway: Callable[..., Gateway]) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with AsyncTestClient(app=create_app(make_gateway())) as c:
-        yield c
+    gw = make_gateway()
+    app = create_app(gw)
+    _GATEWAYS[id(app)] = gw
+    try:
+        async with AsyncTestClient(app=app) as c:
+            yield c
+    finally:
+        del _GATEWAYS[id(app)]
 
 
 def gw_of(client: AsyncTestClient[Any]) -> Gateway:
-    gw: Gateway = client.app.state.gateway
-    return gw
+    return _GATEWAYS[id(client.app)]
 
 
 def body(r: Any) -> Any:
@@ -567,7 +576,7 @@ async def test_register_jobs_schedules_the_cron_in_utc(
 
     gw = make_gateway()
     scheduler = AsyncIOScheduler(timezone="UTC")
-    register_jobs(scheduler, gw)
+    register_jobs(scheduler, service(gw), gw.settings.stripe)
     job = scheduler.get_job(SYNC_JOB_ID)
     assert job is not None
     assert str(job.trigger.timezone) == "UTC"
@@ -599,7 +608,7 @@ async def test_recovery_pass_resends_only_claimed_batches(app: Any, fake: FakeSt
 # stdin so every instance starts syncing at once, then prints its outcome as JSON.
 INSTANCE = """
 import asyncio, json, sys
-from gateway.app import build_gateway
+from gateway.wiring import build_gateway
 from gateway.config import load_settings
 from gateway.db.database import Database
 from gateway.stripe_sync.engine import RetryPolicy, SyncEngine
@@ -613,7 +622,7 @@ if no_lease:
 settings = load_settings(config, env=env)
 db = Database(settings.database_url)
 gw = build_gateway(settings, db, admin_key=env["RINGSIDE_ADMIN_KEY"])
-svc = gw.services.extra["stripe"]
+svc = gw.services.stripe
 svc.engine.retry = RetryPolicy(attempts=3, base_delay_s=0.0, max_delay_s=0.0)
 print("ready", flush=True)
 sys.stdin.readline()

@@ -20,9 +20,11 @@ from litestar.testing import AsyncTestClient
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from gateway.app import Gateway, create_app
+from gateway.app import create_app
 from gateway.db.models import WebhookDelivery, WebhookEndpoint
 from gateway.webhooks import urlpolicy
+from gateway.tasks import BackgroundTasks
+from gateway.wiring import Gateway
 from tests.conftest import admin
 
 # $1 / $2 per million tokens: one output token = 2000 nanos, so 1000 tokens = $0.002.
@@ -833,7 +835,7 @@ async def test_events_list_filters_and_pagination(make_client: Any) -> None:
 async def test_service_methods_for_the_dashboard(make_client: Any, receivers: Any) -> None:
     failing = receivers(default=500)
     c = await make_client()
-    service = db(c).services.extra["webhooks"]
+    service = db(c).services.webhooks
     ep = await register(c, failing.url, description="billing")
     cus = await customer(c)
     await topup(c, cus["id"], 1)
@@ -885,7 +887,7 @@ async def test_two_workers_on_postgres_send_each_delivery_once(
     from gateway.webhooks.delivery import DeliveryWorker
 
     gw = gateway_factory(FAST)
-    service = gw.services.extra["webhooks"]
+    service = gw.services.webhooks
     await service.create_endpoint({"url": receiver.url})
 
     def make_events() -> None:
@@ -898,14 +900,15 @@ async def test_two_workers_on_postgres_send_each_delivery_once(
 
     await gw.db.write(make_events)
     settings = gw.settings.webhooks
+    background = BackgroundTasks()
     workers = [
-        DeliveryWorker(gw.db, settings, gw.bus, instance_id=f"worker-{i}", capacity=8)
+        DeliveryWorker(
+            gw.db, settings, gw.bus, background=background, instance_id=f"worker-{i}", capacity=8
+        )
         for i in range(2)
     ]
-    background: set[asyncio.Task[Any]] = set()
     claimed: dict[str, list[str]] = {w.instance_id: [] for w in workers}
     for w in workers:
-        w._background = background
         w.attach(asyncio.get_running_loop())
 
         def counting(limit: int, w: DeliveryWorker = w, inner: Any = w._claim_sync) -> Any:
@@ -921,10 +924,10 @@ async def test_two_workers_on_postgres_send_each_delivery_once(
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(drive(), 20)
-    await asyncio.gather(*background)
+    await background.drain(30)
     for w in workers:
         w.stop()
-    await asyncio.gather(*background)
+    await background.drain(30)
     ids = [h.id for h in receiver.hits]
     assert len(ids) == 60 and len(set(ids)) == 60
     # Both claimed, concurrently, and never the same row.

@@ -56,7 +56,7 @@ async def test_tabs_say_not_available_without_the_services(
 
 async def test_webhooks_tab_retry_and_disable(runtime: Runtime, make_app: AppFactory) -> None:
     assert runtime.gateway is not None
-    hooks = runtime.gateway.services.extra.get("webhooks")
+    hooks = runtime.gateway.services.webhooks
     if hooks is None:
         pytest.skip("the webhook service is not in this build")
     # Port 9 (discard) refuses connections: every attempt fails, the delivery stays pending.
@@ -190,7 +190,7 @@ async def test_stripe_sync_now_calls_the_service(runtime: Runtime, make_app: App
 
 async def test_stripe_not_configured_is_reported(runtime: Runtime, make_app: AppFactory) -> None:
     assert runtime.gateway is not None
-    if runtime.gateway.services.extra.get("stripe") is None:
+    if runtime.gateway.services.stripe is None:
         pytest.skip("the stripe service is not in this build")
     app = make_app()
     async with app.run_test(size=SIZE, notifications=True) as pilot:

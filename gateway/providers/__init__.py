@@ -1,0 +1,1 @@
+"""Upstream adapters: OpenAI-compatible, Anthropic, mock. They move bytes, never money."""

@@ -1,0 +1,1 @@
+"""Services: the one implementation the HTTP API and the dashboard both call."""

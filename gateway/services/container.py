@@ -1,0 +1,33 @@
+"""`Services`: the typed set of services the HTTP API and the dashboard both call.
+
+Built once by `gateway.wiring.build_gateway`; nothing is looked up by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.events import EventBus
+from gateway.ledger import Idempotency
+from gateway.metering import MeteringService
+from gateway.services.customers import CustomerService
+from gateway.services.keys import KeyService
+from gateway.services.snapshots import SnapshotService
+from gateway.services.usage import UsageService
+from gateway.services.wallets import WalletService
+from gateway.stripe_sync import StripeSyncService
+from gateway.webhooks.service import WebhookService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    bus: EventBus
+    metering: MeteringService
+    customers: CustomerService
+    keys: KeyService
+    wallets: WalletService
+    usage: UsageService
+    idempotency: Idempotency
+    webhooks: WebhookService
+    stripe: StripeSyncService
+    snapshots: SnapshotService

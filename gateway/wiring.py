@@ -1,0 +1,194 @@
+"""Builds the gateway's parts once, typed, and owns their start and stop.
+
+`build_gateway` constructs everything from the settings and an open database; each part
+receives only the narrow things it needs. `Gateway.start()` / `Gateway.stop()` run on the
+gateway's event loop (the app lifespan calls them): they open the upstream connections,
+start the hold keeper and the scheduler, and on the way down let in-flight calls settle
+before anything closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from gateway.clock import Clock, utcnow
+from gateway.config import Settings
+from gateway.db.database import Database
+from gateway.events import EventBus
+from gateway.jobs import start_scheduler
+from gateway.ledger import HoldKeeper, Idempotency, Ledger, PriceBook
+from gateway.metering import MeteringService
+from gateway.providers.registry import ProviderRegistry
+from gateway.services.container import Services
+from gateway.services.customers import CustomerService
+from gateway.services.keys import KeyService
+from gateway.services.snapshots import SnapshotService
+from gateway.services.usage import UsageService
+from gateway.services.wallets import WalletService
+from gateway.stripe_sync import StripeSyncService
+from gateway.tasks import BackgroundTasks
+from gateway.webhooks.delivery import DeliveryWorker
+from gateway.webhooks.service import WebhookService
+
+log = logging.getLogger("ringside.wiring")
+
+_OFFICIAL_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+
+
+@dataclass
+class Gateway:
+    """Everything one running gateway owns."""
+
+    settings: Settings
+    db: Database
+    bus: EventBus
+    clock: Clock
+    ledger: Ledger
+    prices: PriceBook
+    holds: HoldKeeper
+    providers: ProviderRegistry
+    webhook_worker: DeliveryWorker
+    tasks: BackgroundTasks
+    services: Services
+    scheduler: AsyncIOScheduler | None = None
+    loop: asyncio.AbstractEventLoop | None = field(default=None)
+
+    async def start(self) -> None:
+        """On the gateway's loop: connections, hold keeper, scheduled jobs."""
+        self.loop = asyncio.get_running_loop()
+        await self.providers.open()
+        await self.holds.start()
+        self.scheduler = start_scheduler(
+            settings=self.settings,
+            db=self.db,
+            bus=self.bus,
+            idempotency=self.services.idempotency,
+            webhook_worker=self.webhook_worker,
+            stripe=self.services.stripe,
+            loop=self.loop,
+        )
+
+    async def stop(self, grace_s: float = 30.0) -> None:
+        """Let in-flight calls settle, then close what `start` opened."""
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        await self.tasks.drain(grace_s)
+        await self.holds.stop()
+        await self.providers.aclose()
+        for close in (self.services.webhooks.aclose, self.services.stripe.aclose):
+            try:
+                await close()
+            except Exception:
+                log.exception("closing a service failed")
+
+
+def _max_output_tokens(settings: Settings, prices: PriceBook, provider: str, model: str) -> int:
+    if prices.known(provider, model):
+        return prices.rates(provider, model).max_output_tokens
+    return settings.billing.default_max_output_tokens
+
+
+def routable_models(
+    settings: Settings, providers: ProviderRegistry, prices: PriceBook
+) -> list[dict[str, Any]]:
+    """What GET /v1/models lists: every priced model each configured provider can serve."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for name, provider in providers.providers.items():
+        names = list(provider.models())
+        ps = settings.providers[name]
+        overridden = ps.base_url != _OFFICIAL_BASE_URLS.get(name)
+        if ps.api_key or name not in _OFFICIAL_BASE_URLS or overridden:
+            # Without a key the official APIs refuse every call: don't advertise them.
+            names += prices.catalog_models(name)
+        names += [k.split("/", 1)[1] for k in settings.prices if k.startswith(f"{name}/")]
+        for model in names:
+            mid = f"fc:{name}/{model}"
+            if mid in seen or not prices.known(name, model):
+                continue
+            seen.add(mid)
+            out.append({"id": mid, "object": "model", "created": 0, "owned_by": name})
+    return out
+
+
+def build_gateway(
+    settings: Settings,
+    db: Database,
+    *,
+    admin_key: str,
+    bus: EventBus | None = None,
+    clock: Clock = utcnow,
+) -> Gateway:
+    bus = bus or EventBus()
+    tasks = BackgroundTasks()
+    ledger = Ledger(db, settings, bus, clock)
+    prices = PriceBook(settings)
+    holds = HoldKeeper(ledger)
+    providers = ProviderRegistry(settings, lambda p, m: _max_output_tokens(settings, prices, p, m))
+    idempotency = Idempotency(db)
+    customers = CustomerService(db, ledger, bus, idempotency)
+    worker = DeliveryWorker(db, settings.webhooks, bus, background=tasks)
+    webhooks = WebhookService(
+        db, settings.webhooks, bus, worker, resolve_customer=ledger.resolve_customer
+    )
+
+    async def store_stripe_id(customer_id: str, stripe_id: str) -> None:
+        await customers.update(customer_id, {"stripe_customer_id": stripe_id})
+
+    stripe = StripeSyncService(
+        settings.stripe,
+        db=db,
+        clock=clock,
+        bus=bus,
+        tasks=tasks,
+        resolve_customer=ledger.resolve_customer,
+        store_stripe_id=store_stripe_id,
+    )
+    if settings.stripe.create_customers:
+        customers.on_created.append(stripe.on_customer_created)
+    metering = MeteringService(
+        ledger=ledger,
+        prices=prices,
+        providers=providers,
+        holds=holds,
+        untagged="allow" if settings.billing.untagged == "allow" else "reject",
+        tasks=tasks,
+        models=routable_models(settings, providers, prices),
+    )
+    services = Services(
+        bus=bus,
+        metering=metering,
+        customers=customers,
+        keys=KeyService(db, bus, admin_key),
+        wallets=WalletService(ledger, idempotency, bus),
+        usage=UsageService(db, ledger),
+        idempotency=idempotency,
+        webhooks=webhooks,
+        stripe=stripe,
+        snapshots=SnapshotService(db, clock, Decimal(settings.billing.budget_warning_share)),
+    )
+    return Gateway(
+        settings=settings,
+        db=db,
+        bus=bus,
+        clock=clock,
+        ledger=ledger,
+        prices=prices,
+        holds=holds,
+        providers=providers,
+        webhook_worker=worker,
+        tasks=tasks,
+        services=services,
+    )
