@@ -1160,11 +1160,11 @@ class _ClientBase(Generic[_H, _O, _P, _S]):
     @staticmethod
     def _backoff(attempt: int, outcome: _Outcome) -> float:
         if isinstance(outcome, httpx.Response):
-            with contextlib.suppress(TypeError, ValueError):
-                after = float(outcome.headers.get("retry-after"))
+            with contextlib.suppress(KeyError, ValueError):
+                after = float(str(outcome.headers["retry-after"]))
                 if 0 <= after <= MAX_RETRY_AFTER_S:
                     return after
-        delay = min(INITIAL_RETRY_DELAY_S * 2**attempt, MAX_RETRY_DELAY_S)
+        delay = min(INITIAL_RETRY_DELAY_S * 2.0**attempt, MAX_RETRY_DELAY_S)
         # Jitter spreads the retries of many clients that failed at the same moment.
         return delay * (0.5 + random.random() / 2)
 
@@ -1209,7 +1209,8 @@ class Ringside(_ClientBase[httpx.Client, RingsideObject, Page, Stream]):
             try:
                 step = attempts.send(outcome)
             except StopIteration as done:
-                return done.value
+                response: httpx.Response = done.value
+                return response
             if isinstance(step, float):
                 self._sleep(step)
                 outcome = None
@@ -1274,7 +1275,8 @@ class AsyncRingside(
             try:
                 step = attempts.send(outcome)
             except StopIteration as done:
-                return done.value
+                response: httpx.Response = done.value
+                return response
             if isinstance(step, float):
                 await self._sleep(step)
                 outcome = None

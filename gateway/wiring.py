@@ -20,13 +20,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.clock import Clock, utcnow
 from gateway.config import Settings
+from gateway.container import Services
 from gateway.db.database import Database
 from gateway.events import EventBus
 from gateway.jobs import start_scheduler
 from gateway.ledger import HoldKeeper, Idempotency, Ledger, PriceBook
 from gateway.metering import MeteringService
 from gateway.providers.registry import ProviderRegistry
-from gateway.services.container import Services
 from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
 from gateway.services.snapshots import SnapshotService
@@ -138,7 +138,7 @@ def build_gateway(
     holds = HoldKeeper(ledger)
     providers = ProviderRegistry(settings, lambda p, m: _max_output_tokens(settings, prices, p, m))
     idempotency = Idempotency(db)
-    customers = CustomerService(db, ledger, bus, idempotency)
+    customers = CustomerService(db, ledger, bus, idempotency, clock)
     worker = DeliveryWorker(db, settings.webhooks, bus, background=tasks)
     webhooks = WebhookService(
         db, settings.webhooks, bus, worker, resolve_customer=ledger.resolve_customer
@@ -171,7 +171,7 @@ def build_gateway(
         bus=bus,
         metering=metering,
         customers=customers,
-        keys=KeyService(db, bus, admin_key),
+        keys=KeyService(db, bus, admin_key, clock),
         wallets=WalletService(ledger, idempotency, bus),
         usage=UsageService(db, ledger),
         idempotency=idempotency,

@@ -46,4 +46,4 @@ def test_import_linter_contract_is_kept() -> None:
     assert lint, "import-linter is part of the test extras"
     out = subprocess.run([lint], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "1 kept, 0 broken" in out.stdout
+    assert " 0 broken" in out.stdout

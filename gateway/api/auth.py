@@ -12,8 +12,8 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from gateway.container import Services
 from gateway.errors import AuthenticationRequired, InsufficientPermissions
-from gateway.services.container import Services
 from gateway.services.keys import Principal
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from litestar import Request, Response
 
+from gateway.container import Services
 from gateway.errors import InvalidJson
 from gateway.jsoncodec import decode, decode_lenient, encode
-from gateway.ledger import StoredResponse
-from gateway.services.container import Services
 
 JSON = "application/json"
 
@@ -35,7 +34,18 @@ def json_response(
     return Response(content=encode(data), status_code=status, media_type=JSON, headers=headers)
 
 
-def stored_response(result: StoredResponse) -> Response[bytes]:
+class StoredAnswer(Protocol):
+    """An idempotent operation's stored answer (the ledger's `StoredResponse`)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def replayed(self) -> bool: ...
+
+
+def stored_response(result: StoredAnswer) -> Response[bytes]:
     """An idempotent operation's answer, marked when it was replayed."""
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return Response(

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, patch, post
 
-from gateway.api.common import json_body, json_response, page, query, services, stored_response
+from gateway.api.common import json_body, json_response, query, services, stored_response
 from gateway.services.validation import limit as parse_limit
 
 
@@ -25,7 +25,7 @@ async def list_customers(request: Request[Any, Any, Any]) -> Response[bytes]:
         request, "limit", "starting_after", "ending_before", "status", "external_id", "search", "q"
     )
     result = await services(request).customers.list(params)
-    return json_response(page(result.data, result.has_more, "/v1/customers"))
+    return json_response(result.to_api("/v1/customers"))
 
 
 @get("/v1/customers/{customer_ref:str}", tags=["customers"], summary="Retrieve a customer")

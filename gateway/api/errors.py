@@ -37,8 +37,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     elif status == 413:
         err = PayloadTooLargeError("The request body is larger than this server accepts.")
     elif 400 <= status < 500:
-        err = InvalidRequest(_safe_detail(exc))
-        err.status = status  # type: ignore[misc]
+        err = InvalidRequest(_safe_detail(exc), status=status)
     else:
         return _internal(request, exc)
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}

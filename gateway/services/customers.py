@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import peewee as pw
 
+from gateway.clock import Clock, to_ms
 from gateway.db.database import Database
 from gateway.db.models import Customer
 from gateway.errors import CustomerExists, InvalidRequest
@@ -19,6 +19,7 @@ from gateway.jsoncodec import encode
 from gateway.ledger import Idempotency, Ledger, StoredResponse
 from gateway.serializers import customer_to_api
 from gateway.services import validation as v
+from gateway.services.pagination import Page, keyset_page
 
 log = logging.getLogger("ringside.customers")
 
@@ -38,17 +39,17 @@ UPDATE_FIELDS = (CREATE_FIELDS - {"external_id"}) | {"status", "external_id"}
 STATUSES = ("active", "suspended", "archived")
 
 
-@dataclass(frozen=True)
-class CustomerPage:
-    data: list[dict[str, Any]]
-    has_more: bool
-
-
 class CustomerService:
     def __init__(
-        self, db: Database, ledger: Ledger, bus: EventBus, idempotency: Idempotency
+        self,
+        db: Database,
+        ledger: Ledger,
+        bus: EventBus,
+        idempotency: Idempotency,
+        clock: Clock,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.ledger = ledger
         self.bus = bus
         self.idempotency = idempotency
@@ -102,7 +103,7 @@ class CustomerService:
     async def archive(self, ref: str) -> dict[str, Any]:
         return await self.update(ref, {"status": "archived"})
 
-    async def list(self, params: dict[str, str | None]) -> CustomerPage:
+    async def list(self, params: dict[str, str | None]) -> Page[dict[str, Any]]:
         return await self.db.read(self._list_sync, params)
 
     # ------------------------------------------------------------------ sync bodies
@@ -132,7 +133,7 @@ class CustomerService:
         threshold = v.usd_nanos(body, "low_balance_threshold_usd")
         stripe_id = v.string(body, "stripe_customer_id")
         metadata = v.metadata(body)
-        now = int(time.time() * 1000)
+        now = to_ms(self.clock())
         with self.db.tx():
             if Customer.get_or_none(Customer.external_id == external_id) is not None:
                 raise CustomerExists(
@@ -168,7 +169,7 @@ class CustomerService:
     def _update_sync(self, ref: str, body: Any) -> dict[str, Any]:
         body = v.require_object(body)
         v.reject_unknown(body, UPDATE_FIELDS)
-        now = int(time.time() * 1000)
+        now = to_ms(self.clock())
         with self.db.tx():
             row = self.ledger.resolve_customer(ref)
             changes: dict[Any, Any] = {}
@@ -227,7 +228,7 @@ class CustomerService:
             row = Customer.get_by_id(row.id)
         return self._to_api(row)
 
-    def _list_sync(self, params: dict[str, str | None]) -> CustomerPage:
+    def _list_sync(self, params: dict[str, str | None]) -> Page[dict[str, Any]]:
         limit = v.limit(params.get("limit"))
         query = Customer.select()
         status = params.get("status")
@@ -247,31 +248,22 @@ class CustomerService:
                 | (pw.fn.LOWER(pw.fn.COALESCE(Customer.email, "")) ** like)
                 | (pw.fn.LOWER(Customer.external_id) ** like)
             )
-        after = params.get("starting_after")
-        if after:
-            if Customer.get_or_none(Customer.id == after) is None:
-                raise InvalidRequest(
-                    f"starting_after '{after}' is not a customer id.", param="starting_after"
-                )
-            query = query.where(Customer.id < after)
-        before = params.get("ending_before")
-        if before:
-            # The page just before the cursor: walk up from it, then show newest first.
-            query = query.where(Customer.id > before)
-            rows = list(query.order_by(Customer.id.asc()).limit(limit + 1))
-            has_more = len(rows) > limit
-            rows = list(reversed(rows[:limit]))
-        else:
-            rows = list(query.order_by(Customer.id.desc()).limit(limit + 1))
-            has_more = len(rows) > limit
-            rows = rows[:limit]
-        return CustomerPage(self._many_to_api(rows), has_more)
+        result = keyset_page(
+            query,
+            Customer.id,
+            limit=limit,
+            starting_after=params.get("starting_after"),
+            ending_before=params.get("ending_before"),
+            exists=lambda cid: Customer.get_or_none(Customer.id == cid) is not None,
+            kind="customer",
+        )
+        return Page(self._many_to_api(result.data), result.has_more)
 
     # ------------------------------------------------------------------ views
     def _to_api(self, row: Customer) -> dict[str, Any]:
         return self._many_to_api([row])[0]
 
-    def _many_to_api(self, rows: list[Customer]) -> list[dict[str, Any]]:
+    def _many_to_api(self, rows: builtins.list[Customer]) -> builtins.list[dict[str, Any]]:
         ids = [r.id for r in rows]
         months = self.ledger.month_state_sync(ids) if ids else {}
         wallets = self.ledger.wallet_state_sync(ids) if ids else {}

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from gateway.clock import Clock, to_ms
 from gateway.db.database import Database
 from gateway.db.models import ApiKey
 from gateway.errors import NotFound
@@ -29,16 +31,20 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-@dataclass(frozen=True)
+KeyKind = Literal["admin", "app"]
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
-    kind: str  # "admin" | "app"
+    kind: KeyKind
     key_id: str | None = None
 
 
 class KeyService:
-    def __init__(self, db: Database, bus: EventBus, admin_key: str) -> None:
+    def __init__(self, db: Database, bus: EventBus, admin_key: str, clock: Clock) -> None:
         self.db = db
         self.bus = bus
+        self.clock = clock
         self._admin_hash = hash_key(admin_key).encode()
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._last_used: dict[str, float] = {}
@@ -74,8 +80,10 @@ class KeyService:
         task.add_done_callback(self._pending.discard)
 
     async def _touch(self, key_id: str) -> None:
+        used_ms = to_ms(self.clock())
+
         def update() -> None:
-            ApiKey.update(last_used_ms=int(time.time() * 1000)).where(ApiKey.id == key_id).execute()
+            ApiKey.update(last_used_ms=used_ms).where(ApiKey.id == key_id).execute()
 
         with contextlib.suppress(Exception):  # bookkeeping only: never fail a request for it
             await self.db.write(update)
@@ -96,6 +104,7 @@ class KeyService:
         v.reject_unknown(body, {"name"})
         name = v.string(body, "name", required=True, max_len=100)
         key = "rs_" + secrets.token_urlsafe(32)
+        assert name is not None  # required=True
         out = await self.db.write(self._create_sync, name, key)
         self.bus.publish("key.changed", key_id=out["id"])
         return {**out, "key": key}
@@ -106,15 +115,15 @@ class KeyService:
             name=name,
             key_hash=hash_key(key),
             prefix=key[:7],
-            created_ms=int(time.time() * 1000),
+            created_ms=to_ms(self.clock()),
         )
         return key_to_api(row)
 
-    async def list(self, include_revoked: bool = False) -> list[dict[str, Any]]:
+    async def list(self, include_revoked: bool = False) -> builtins.list[dict[str, Any]]:
         return await self.db.read(self._list_sync, include_revoked)
 
     @staticmethod
-    def _list_sync(include_revoked: bool) -> list[dict[str, Any]]:
+    def _list_sync(include_revoked: bool) -> builtins.list[dict[str, Any]]:
         query = ApiKey.select().order_by(ApiKey.created_ms.desc())
         if not include_revoked:
             query = query.where(ApiKey.revoked_ms.is_null())
@@ -132,6 +141,6 @@ class KeyService:
             if row is None:
                 raise NotFound(f"No API key '{key_id}'.", param="id")
             if row.revoked_ms is None:
-                row.revoked_ms = int(time.time() * 1000)
+                row.revoked_ms = to_ms(self.clock())
                 row.save()
         return {**key_to_api(row), "deleted": True}, row.key_hash

@@ -297,6 +297,11 @@ class _ClosedDays:
     totals: Totals = field(default_factory=Totals)
 
 
+def _tuples(query: Any) -> list[tuple[Any, ...]]:
+    """A Peewee query's rows as plain tuples (typed: Peewee's own hints are not)."""
+    return list(query.tuples())
+
+
 def _fetch(query: Any) -> list[tuple[Any, ...]]:
     """Raw rows of a Peewee query: skips per-value conversion (a third of the time at 10k
     rows). Callers convert the few fields that need it (booleans come back as 0/1 on
@@ -499,12 +504,11 @@ class SnapshotReader:
             )
             .where(R.created_ms >= since_ms)
             .group_by(second, R.status)
-            .tuples()
         )
         per_s = [0] * SERIES_SECONDS
         per_min = [0] * SERIES_MINUTES
         last_req = last_err = last_ref = 0
-        for s, status, count, price in rows:
+        for s, status, count, price in _tuples(rows):
             s = int(s)
             count = int(count or 0)
             age_s = now_s - s
@@ -580,7 +584,7 @@ class SnapshotReader:
             q = q.where(R.status == status)
         if since_ms is not None:
             q = q.where(R.created_ms >= since_ms)
-        return [RequestRow(*row) for row in q.tuples()]
+        return [RequestRow(*row) for row in _tuples(q)]
 
     # ------------------------------------------------------------------ one customer
     def customer_detail(self, customer_id: str, now: datetime, days: int = 30) -> CustomerDetail:
@@ -605,9 +609,8 @@ class SnapshotReader:
                 )
                 .where(U.customer_id == customer_id, where)
                 .group_by(group)
-                .tuples()
             )
-            return [UsageLine(str(k), *(int(x or 0) for x in rest)) for k, *rest in q]
+            return [UsageLine(str(k), *(int(x or 0) for x in rest)) for k, *rest in _tuples(q)]
 
         by_model = usage(U.model, U.day >= _month_start(now))
         by_model.sort(key=lambda u: (-u.cost_nanos, u.key))
@@ -616,19 +619,20 @@ class SnapshotReader:
         T = WalletTransaction
         txns = [
             TransactionRow(*t)
-            for t in T.select(
-                T.id,
-                T.created_ms,
-                T.type,
-                T.amount_nanos,
-                T.balance_after_nanos,
-                T.description,
-                T.request_id,
+            for t in _tuples(
+                T.select(
+                    T.id,
+                    T.created_ms,
+                    T.type,
+                    T.amount_nanos,
+                    T.balance_after_nanos,
+                    T.description,
+                    T.request_id,
+                )
+                .where(T.customer_id == customer_id)
+                .order_by(T.created_ms.desc(), T.id.desc())
+                .limit(50)
             )
-            .where(T.customer_id == customer_id)
-            .order_by(T.created_ms.desc(), T.id.desc())
-            .limit(50)
-            .tuples()
         ]
         return CustomerDetail(
             customer=rows[0],
@@ -649,7 +653,7 @@ class SnapshotReader:
         )
         if not include_revoked:
             q = q.where(K.revoked_ms.is_null())
-        return [KeyRow(*row) for row in q.tuples()]
+        return [KeyRow(*row) for row in _tuples(q)]
 
 
 def customer_names(ids: Iterable[str]) -> dict[str, str]:
@@ -657,7 +661,8 @@ def customer_names(ids: Iterable[str]) -> dict[str, str]:
     wanted = list({i for i in ids if i})
     if not wanted:
         return {}
-    return dict(Customer.select(Customer.id, Customer.name).where(Customer.id.in_(wanted)).tuples())
+    q = Customer.select(Customer.id, Customer.name).where(Customer.id.in_(wanted))
+    return {str(cid): str(name) for cid, name in _tuples(q)}
 
 
 # ---------------------------------------------------------------------------- service

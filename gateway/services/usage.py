@@ -13,6 +13,7 @@ from gateway.errors import InvalidRequest
 from gateway.ledger import Ledger
 from gateway.ledger.amounts import nanos_to_json
 from gateway.services import validation as v
+from gateway.services.pagination import keyset_page
 
 GROUPS = ("day", "model", "customer")
 REQUEST_STATUSES = ("ok", "error", "refused", "cut")
@@ -82,7 +83,7 @@ class UsageService:
             rows = self._from_rollups(customer_id, since, until)
         else:
             rows = self._from_log(customer_id, since, until)
-        totals = defaultdict(int)
+        totals: defaultdict[str, int] = defaultdict(int)
         groups: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for row in rows:
             for k in (
@@ -104,10 +105,10 @@ class UsageService:
                 g = groups[key]
                 for k in ("requests", "input_tokens", "output_tokens", "cost", "price"):
                     g[k] += row[k]
-        breakdown = []
+        breakdown: list[dict[str, Any]] = []
         for key in sorted(groups):
             g = groups[key]
-            label = "customer_id" if group_by == "customer" else group_by
+            label = "customer_id" if group_by == "customer" else str(group_by)
             breakdown.append(
                 {
                     label: key or None,
@@ -217,17 +218,8 @@ class UsageService:
             q = q.where(R.created_ms >= to_ms(since))
         if until:
             q = q.where(R.created_ms < to_ms(until))
-        after = params.get("starting_after")
-        if after:
-            q = q.where(R.id < after)
-        rows = list(q.order_by(R.id.desc()).limit(limit + 1))
-        has_more = len(rows) > limit
-        return {
-            "object": "list",
-            "url": "/v1/requests",
-            "has_more": has_more,
-            "data": [request_to_api(r) for r in rows[:limit]],
-        }
+        page = keyset_page(q, R.id, limit=limit, starting_after=params.get("starting_after"))
+        return page.map(request_to_api).to_api("/v1/requests")
 
 
 def request_to_api(r: RequestLog) -> dict[str, Any]:

@@ -69,6 +69,12 @@ def email(body: dict[str, Any], name: str = "email") -> str | None:
     return value or None
 
 
+def _decimals(d: Decimal) -> int:
+    """Digits after the point of a finite Decimal."""
+    exponent = d.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
 def usd_nanos(body: dict[str, Any], name: str, *, allow_zero: bool = True) -> int | None:
     """A non-negative USD amount as nanos; None when absent or null."""
     if body.get(name) is None:
@@ -80,7 +86,7 @@ def usd_nanos(body: dict[str, Any], name: str, *, allow_zero: bool = True) -> in
         raise InvalidRequest(f"{name} must be {'>=' if allow_zero else '>'} 0.", param=name)
     if d > MAX_USD:
         raise InvalidRequest(f"{name} must be at most {MAX_USD}.", param=name)
-    if d.as_tuple().exponent < -9:  # type: ignore[operator]
+    if _decimals(d) > 9:
         raise InvalidRequest(f"{name} may have at most 9 decimals.", param=name)
     return usd_to_nanos(d)
 
@@ -93,7 +99,7 @@ def markup(body: dict[str, Any], name: str = "markup") -> Decimal | None:
         raise InvalidRequest(f"{name} must be a finite number.", param=name)
     if d < 0 or d > 1000:
         raise InvalidRequest(f"{name} must be between 0 and 1000.", param=name)
-    if d.as_tuple().exponent < -6:  # type: ignore[operator]
+    if _decimals(d) > 6:
         raise InvalidRequest(f"{name} may have at most 6 decimals.", param=name)
     return d
 
@@ -101,9 +107,10 @@ def markup(body: dict[str, Any], name: str = "markup") -> Decimal | None:
 def boolean(body: dict[str, Any], name: str) -> bool | None:
     if body.get(name) is None:
         return None
-    if not isinstance(body[name], bool):
+    value = body[name]
+    if not isinstance(value, bool):
         raise InvalidRequest(f"{name} must be true or false.", param=name)
-    return body[name]
+    return value
 
 
 def metadata(body: dict[str, Any], name: str = "metadata") -> dict[str, str] | None:
