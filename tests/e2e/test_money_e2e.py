@@ -187,9 +187,7 @@ async def test_sigkill_mid_flight_keeps_settled_and_releases_holds(
             asyncio.create_task(c.post("/v1/chat/completions", json=body(10, 10, "[sleep=5]")))
             for _ in range(3)
         ]
-        deadline = time.monotonic() + 10
-        while upstream.count() < 4 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        assert await asyncio.to_thread(upstream.wait_for, 4) == 4
         cus_now = (await c.get(f"/v1/customers/{cid}")).json()
         assert cus_now["budget"]["held_usd"] > 0
         server.kill()  # SIGKILL

@@ -32,7 +32,7 @@ def _text(messages: list[dict[str, Any]]) -> str:
 @dataclass
 class FakeUpstream:
     requests: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -53,6 +53,7 @@ class FakeUpstream:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with upstream.lock:
+                    upstream.lock.notify_all()
                     upstream.requests.append(
                         {
                             "path": self.path,
@@ -233,4 +234,10 @@ class FakeUpstream:
 
     def count(self) -> int:
         with self.lock:
+            return len(self.requests)
+
+    def wait_for(self, n: int, timeout_s: float = 10.0) -> int:
+        """Block until the upstream has seen `n` requests (or the timeout); the count."""
+        with self.lock:
+            self.lock.wait_for(lambda: len(self.requests) >= n, timeout_s)
             return len(self.requests)
