@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,27 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         "--database-url",
         help="sqlite:///path or postgresql://... (or RINGSIDE_DATABASE_URL)",
     )
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    add_server_options(parser)
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes sharing the port (default 1; at most the number of cores x 4)",
+    )
+
+
+def _workers(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers takes a whole number, not {value!r}") from None
+    limit = (os.cpu_count() or 1) * 4
+    if not 1 <= n <= limit:
+        raise argparse.ArgumentTypeError(f"--workers must be between 1 and {limit}")
+    return n
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -48,15 +70,24 @@ def serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     setup_logging(settings.server.log_level)
     runtime = Runtime(settings)
-    runtime.prepare()
-    runtime.announce()
-    logging.getLogger("ringside").info(
-        "Ringside serving on %s (database: %s)",
-        runtime.base_url,
+    workers: int = getattr(args, "workers", 1)
+    database = (
         "postgresql"
         if settings.server.database_url and not settings.database_url.startswith("sqlite")
-        else settings.database_url,
+        else settings.database_url
     )
+    log = logging.getLogger("ringside")
+    if workers > 1:
+        log.info(
+            "Ringside serving on %s with %d workers (database: %s)",
+            runtime.base_url,
+            workers,
+            database,
+        )
+        return runtime.run_workers(workers)
+    runtime.prepare()
+    runtime.announce()
+    log.info("Ringside serving on %s (database: %s)", runtime.base_url, database)
     runtime.run()
     return 0
 
@@ -65,7 +96,7 @@ def build_parser(prog: str = "ringside") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Ringside AI gateway")
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="run the gateway headless")
-    add_server_options(p)
+    add_serve_options(p)
     return parser
 
 

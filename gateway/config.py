@@ -63,6 +63,8 @@ class ServerSettings:
     log_level: str = "info"
     # How long a write waits for a lock before the ledger fails closed (503).
     db_busy_timeout_ms: int = 5000
+    # The settlement spool's file in the data dir (one per worker process).
+    spool_name: str = "unsettled.jsonl"
 
 
 @dataclass(frozen=True)

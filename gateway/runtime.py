@@ -4,10 +4,16 @@ start_in_thread() for the dashboard (the gateway on its own event loop)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import uvicorn
@@ -34,9 +40,29 @@ class _EmbeddedServer(uvicorn.Server):
         pass
 
     def capture_signals(self) -> Any:  # uvicorn >= 0.29
-        import contextlib
-
         return contextlib.nullcontext()
+
+
+class _HeadlessServer(uvicorn.Server):
+    """uvicorn that treats SIGTERM/SIGINT as "drain and exit 0".
+
+    uvicorn re-raises a captured signal after its graceful shutdown, so the process dies by
+    that signal (exit 143), which service managers read as a failure. A drained shutdown is
+    a clean exit: the handlers are restored and nothing is re-raised.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 class Runtime:
@@ -54,6 +80,14 @@ class Runtime:
     # ------------------------------------------------------------------ setup
     def prepare(self) -> Gateway:
         """Open the database, migrate, bootstrap the admin key. Raises ConfigError."""
+        self._open_storage()
+        assert self.db is not None and self.admin_key is not None
+        self.gateway = build_gateway(
+            self.settings, self.db, admin_key=self.admin_key, bus=self.bus, clock=self.clock
+        )
+        return self.gateway
+
+    def _open_storage(self) -> None:
         # The event loop and the database threads share the GIL; with the default 5 ms
         # switch interval the loop starves the writer under load (bench/RESULTS.md).
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
@@ -67,10 +101,6 @@ class Runtime:
             migrate(self.db)
         except UNAVAILABLE_ERRORS as exc:
             raise ConfigError(f"cannot open database: {str(exc).strip().splitlines()[0]}") from None
-        self.gateway = build_gateway(
-            self.settings, self.db, admin_key=self.admin_key, bus=self.bus, clock=self.clock
-        )
-        return self.gateway
 
     def _config(self, *, embedded: bool) -> uvicorn.Config:
         assert self.gateway is not None
@@ -97,8 +127,8 @@ class Runtime:
 
     # ------------------------------------------------------------------ headless
     def run(self) -> None:
-        """Serve until SIGINT/SIGTERM (uvicorn owns the signals)."""
-        self.server = uvicorn.Server(self._config(embedded=False))
+        """Serve until SIGINT/SIGTERM, then drain in-flight calls and return (exit 0)."""
+        self.server = _HeadlessServer(self._config(embedded=False))
         try:
             self.server.run()
         finally:
@@ -107,6 +137,75 @@ class Runtime:
             raise ConfigError(
                 f"could not listen on {self.settings.server.host}:{self.settings.server.port}"
             )
+
+    # ------------------------------------------------------------------ several workers
+    def run_workers(self, workers: int) -> int:
+        """Serve with `workers` processes on one listening socket.
+
+        The parent migrates, binds the port and forks; each worker opens its own database
+        connections and its own settlement spool, and runs the full gateway (the money
+        guarantees hold across processes exactly as across instances: every reserve and
+        settle is one guarded statement). Singleton jobs take the leases they already take
+        across instances. SIGTERM/SIGINT are passed on; each worker drains and exits 0.
+        """
+        self._open_storage()
+        self.announce()
+        self.close()  # no thread and no connection may cross the fork
+        sock = self._bind()
+        children: dict[int, int] = {}
+        for index in range(workers):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 1
+                try:
+                    code = self._worker_main(index, sock)
+                finally:
+                    os._exit(code)
+            children[pid] = index
+
+        def forward(sig: int, _frame: Any) -> None:
+            for pid in list(children):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, forward)
+        sock.close()
+        worst = 0
+        while children:
+            pid, status = os.wait()
+            index = children.pop(pid, None)
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                log.error("worker %s (pid %s) exited with %s", index, pid, code)
+                worst = worst or (code if code > 0 else 1)
+        return worst
+
+    def _bind(self) -> socket.socket:
+        s = self.settings.server
+        family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((s.host, s.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"could not listen on {s.host}:{s.port}: {exc.strerror}") from None
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        return sock
+
+    def _worker_main(self, index: int, sock: socket.socket) -> int:
+        server = replace(self.settings.server, spool_name=f"unsettled-w{index}.jsonl")
+        self.settings = replace(self.settings, server=server)
+        self.admin_key_generated = False
+        self.prepare()
+        self.server = _HeadlessServer(self._config(embedded=False))
+        try:
+            self.server.run(sockets=[sock])
+        finally:
+            self.close()
+        return 0 if self.server.started else 1
 
     # ------------------------------------------------------------------ embedded
     def start_in_thread(self, timeout: float = 15.0) -> None:

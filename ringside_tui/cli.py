@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import add_server_options, run_guarded, serve
+from gateway.cli import add_serve_options, add_server_options, run_guarded, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_options(parser)
     sub = parser.add_subparsers(dest="command")
     serve_p = sub.add_parser("serve", help="run the gateway headless")
-    add_server_options(serve_p)
+    add_serve_options(serve_p)
     demo_p = sub.add_parser("demo", help="dashboard + mock provider + simulated traffic")
     add_server_options(demo_p)
     webhooks_p = sub.add_parser("webhooks", help="webhook tools")

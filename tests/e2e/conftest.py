@@ -70,8 +70,12 @@ class ServerProcess:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
+            if sig == signal.SIGKILL:  # the whole session: forked workers die with it
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+            self.proc.wait(timeout=60)
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
@@ -92,6 +96,7 @@ def ringside_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         database_url: str | None = None,
         data_dir: Path | None = None,
         start: bool = True,
+        workers: int = 1,
     ) -> ServerProcess:
         n = len(servers)
         data = data_dir or tmp_path / f"data{n}"
@@ -112,6 +117,8 @@ def ringside_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             args += ["--config", str(cfg)]
         if database_url:
             args += ["--database-url", database_url]
+        if workers != 1:
+            args += ["--workers", str(workers)]
         full_env = {
             k: v
             for k, v in os.environ.items()
