@@ -8,6 +8,6 @@ from gateway.cli import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if not args or args[0] != "serve":
+    if not args or args[0] not in ("serve", "--version", "-h", "--help"):
         args = ["serve", *args]
     sys.exit(main(args))

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gateway import __version__
 from gateway.config import ConfigError, Settings, load_settings
 
 
@@ -21,6 +22,10 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         "--database-url",
         help="sqlite:///path or postgresql://... (or RINGSIDE_DATABASE_URL)",
     )
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"ringside {__version__}")
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +99,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def build_parser(prog: str = "ringside") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Ringside AI gateway")
+    add_version_option(parser)
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="run the gateway headless")
     add_serve_options(p)

@@ -7,7 +7,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import add_serve_options, add_server_options, run_guarded, serve
+from gateway.cli import (
+    add_serve_options,
+    add_server_options,
+    add_version_option,
+    run_guarded,
+    serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ringside: self-hosted AI gateway with per-customer metering, budgets "
         "and wallets. With no command, starts the dashboard with the gateway embedded.",
     )
+    add_version_option(parser)
     add_server_options(parser)
     sub = parser.add_subparsers(dest="command")
     serve_p = sub.add_parser("serve", help="run the gateway headless")

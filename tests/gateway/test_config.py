@@ -138,3 +138,15 @@ def test_admin_key_generated_once_with_0600(tmp_path: Path) -> None:
     assert (tmp_path / "admin_key").stat().st_mode & 0o777 == 0o600
     again, generated_again = ensure_admin_key(s)
     assert again == key and not generated_again
+
+
+def test_version_is_printed_by_both_entry_points() -> None:
+    import subprocess
+    import sys
+
+    from gateway import __version__
+
+    for args in (["-m", "gateway", "--version"], ["-m", "ringside_tui.cli", "--version"]):
+        out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"ringside {__version__}"
