@@ -11,12 +11,25 @@ from litestar import Request, Response, get, post
 from litestar.response import Stream
 
 from gateway.api.common import JSON, json_response, services
+from gateway.errors import InvalidRequest
 from gateway.metering import Endpoint, MeteredJson
+
+
+def _customer_header(request: Request[Any, Any, Any]) -> str | None:
+    # Repeated headers may arrive as such or joined with "," (by a proxy, or by the
+    # framework's view); external ids never contain ",", so either form means two customers.
+    values = [v for k, v in request.scope["headers"] if k == b"fc-customer"]
+    if len(values) > 1 or (values and b"," in values[0]):
+        raise InvalidRequest(
+            "Send exactly one FC-Customer header: a call is billed to one customer.",
+            param="FC-Customer",
+        )
+    return values[0].decode("latin-1") if values else None
 
 
 async def _proxy(request: Request[Any, Any, Any], endpoint: Endpoint) -> Response[Any]:
     result = await services(request).metering.call(
-        endpoint, await request.body(), request.headers.get("fc-customer")
+        endpoint, await request.body(), _customer_header(request)
     )
     if isinstance(result, MeteredJson):
         return Response(

@@ -10,12 +10,14 @@ from gateway.clock import iso_ms, to_ms
 from gateway.db.database import Database
 from gateway.db.models import RequestLog, UsageDaily
 from gateway.errors import InvalidRequest
-from gateway.ledger import Ledger
-from gateway.ledger.amounts import nanos_to_json
+from gateway.ledger import Ledger, nanos_to_json
 from gateway.services import validation as v
 from gateway.services.pagination import keyset_page
 
 GROUPS = ("day", "model", "customer")
+# Bounds for `since`/`until`: wide enough for any ledger, narrow enough for every backend.
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 REQUEST_STATUSES = ("ok", "error", "refused", "cut")
 
 
@@ -28,20 +30,26 @@ def parse_time(value: str | None, name: str, *, end: bool) -> tuple[datetime | N
         return None, True
     # A raw "+00:00" in a query string arrives as " 00:00": put the plus back.
     text = value.strip().replace(" ", "+")
+    invalid = InvalidRequest(
+        f"{name} must be a date (2026-04-01) or an RFC 3339 time (2026-04-01T12:00:00Z) "
+        f"between {MIN_TIME.year} and {MAX_TIME.year - 1}.",
+        param=name,
+    )
     try:
         if len(text) == 10:
             d = date.fromisoformat(text)
             start = datetime(d.year, d.month, d.day, tzinfo=UTC)
+            if not MIN_TIME <= start < MAX_TIME:
+                raise invalid
             return (start + timedelta(days=1) if end else start), True
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest(
-            f"{name} must be a date (2026-04-01) or an RFC 3339 time (2026-04-01T12:00:00Z).",
-            param=name,
-        ) from None
-    if parsed.tzinfo is None:
-        raise InvalidRequest(f"{name} needs a UTC offset (e.g. Z).", param=name)
-    parsed = parsed.astimezone(UTC)
+        if parsed.tzinfo is None:
+            raise InvalidRequest(f"{name} needs a UTC offset (e.g. Z).", param=name)
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise invalid from None
+    if not MIN_TIME <= parsed < MAX_TIME:
+        raise invalid
     whole = parsed.hour == parsed.minute == parsed.second == parsed.microsecond == 0
     return parsed, whole
 

@@ -9,11 +9,12 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from gateway.errors import InvalidRequest
-from gateway.ledger.amounts import parse_usd, usd_to_nanos
+from gateway.errors import InvalidAmount, InvalidRequest
+from gateway.ledger import parse_usd, usd_to_nanos
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_USD = Decimal(1_000_000_000)  # a sanity ceiling for budgets and thresholds
+MAX_TOPUP_USD = Decimal(1_000_000)
 
 
 def require_object(body: Any) -> dict[str, Any]:
@@ -50,15 +51,36 @@ def string(
         raise InvalidRequest(f"{name} must be at most {max_len} characters.", param=name)
     if "\x00" in value:
         raise InvalidRequest(f"{name} must not contain NUL characters.", param=name)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone UTF-16 surrogate such as "\ud800"
+            raise InvalidRequest(f"{name} is not valid Unicode text.", param=name) from None
     return value
 
 
+_EXTERNAL_ID = re.compile(r"^[\x21-\x2b\x2d-\x7e]+$")  # printable ASCII but "," and " "
+
+
 def external_id(body: dict[str, Any], name: str = "external_id") -> str:
-    """Your own id for the customer; it appears in URLs, so it may not contain '/'."""
+    """Your own id for the customer. It travels in the `FC-Customer` header and in URLs,
+    so it is printable ASCII without spaces, ',' (a header list separator) or '/', and it
+    never looks like Ringside's own `cus_` ids (which the header resolves first)."""
     value = string(body, name, required=True)
     assert value is not None
     if "/" in value:
         raise InvalidRequest(f"{name} may not contain '/'.", param=name)
+    if not _EXTERNAL_ID.match(value):
+        raise InvalidRequest(
+            f"{name} must be printable ASCII without spaces or commas: it is sent in the "
+            "FC-Customer header.",
+            param=name,
+        )
+    if value.startswith("cus_"):
+        raise InvalidRequest(
+            f"{name} may not start with 'cus_', the prefix of Ringside's own customer ids.",
+            param=name,
+        )
     return value
 
 
@@ -88,6 +110,20 @@ def usd_nanos(body: dict[str, Any], name: str, *, allow_zero: bool = True) -> in
         raise InvalidRequest(f"{name} must be at most {MAX_USD}.", param=name)
     if _decimals(d) > 9:
         raise InvalidRequest(f"{name} may have at most 9 decimals.", param=name)
+    return usd_to_nanos(d)
+
+
+def topup_amount(value: Any, name: str = "amount_usd") -> int:
+    """A top-up in USD, as decoded from JSON, as nanos: 400 invalid_amount for anything odd."""
+    d = parse_usd(value)
+    if d is None:
+        raise InvalidAmount(f"{name} must be a finite number.", param=name)
+    if d <= 0:
+        raise InvalidAmount(f"{name} must be greater than 0.", param=name)
+    if d > MAX_TOPUP_USD:
+        raise InvalidAmount(f"{name} must be at most 1000000 per top-up.", param=name)
+    if _decimals(d) > 9:
+        raise InvalidAmount(f"{name} may have at most 9 decimals.", param=name)
     return usd_to_nanos(d)
 
 
