@@ -39,11 +39,18 @@ def pct(xs: list[float], p: float) -> float:
 
 def main() -> int:
     gateway, upstream, key, customer = sys.argv[1:5]
-    body = {"model": "fc:benchsse/bench", "messages": [{"role": "user", "content": "hi"}],
-            "stream": True, "max_tokens": 64}
+    body = {
+        "model": "fc:benchsse/bench",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "max_tokens": 64,
+    }
     direct = measure(f"{upstream}/sse/v1/chat/completions", {}, {**body, "model": "bench"})
-    via = measure(f"{gateway}/v1/chat/completions",
-                  {"Authorization": f"Bearer {key}", "FC-Customer": customer}, body)
+    via = measure(
+        f"{gateway}/v1/chat/completions",
+        {"Authorization": f"Bearer {key}", "FC-Customer": customer},
+        body,
+    )
     result = {
         "direct_p50_ms": round(statistics.median(direct), 3),
         "direct_p99_ms": round(pct(direct, 0.99), 3),

@@ -11,16 +11,15 @@ import base64
 import contextlib
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
-import httpx
+import aiohttp
 import msgspec
 
 from gateway import jsoncodec
 from gateway.config import ProviderSettings
-from gateway.tokens import TokenUsage
 from gateway.providers.base import (
     ChatResult,
     ChatStream,
@@ -28,6 +27,9 @@ from gateway.providers.base import (
     StreamChunk,
     UpstreamFailure,
 )
+from gateway.providers.sse import event_data, sse_events
+from gateway.providers.upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamStream
+from gateway.tokens import TokenUsage
 
 ANTHROPIC_VERSION = "2023-06-01"
 MESSAGES_PATH = "/v1/messages"
@@ -67,22 +69,19 @@ class AnthropicProvider(Provider):
     def __init__(
         self,
         settings: ProviderSettings,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         max_output_tokens: Callable[[str], int],
     ) -> None:
         self.name = settings.name
         self.settings = settings
         self._client = client
         self._max_output_tokens = max_output_tokens
+        self._headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
+        if settings.api_key:
+            self._headers["x-api-key"] = settings.api_key
 
     def output_limit_param(self, model: str) -> str:
         return "max_tokens"
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
-        if self.settings.api_key:
-            headers["x-api-key"] = self.settings.api_key
-        return headers
 
     async def chat(self, body: dict[str, Any]) -> ChatResult:
         payload = to_anthropic_request(body, self._max_output_tokens, stream=False)
@@ -91,22 +90,21 @@ class AnthropicProvider(Provider):
 
     async def chat_stream(self, body: dict[str, Any]) -> ChatStream:
         payload = to_anthropic_request(body, self._max_output_tokens, stream=True)
-        return AnthropicChatStream(await self.open_stream(payload), str(body.get("model") or ""))
+        return AnthropicChatStream(
+            await self.open_stream(payload), self._client, str(body.get("model") or "")
+        )
 
     async def create_message(self, payload: dict[str, Any]) -> dict[str, Any]:
         """POST a Messages body; the reply as a dict. Raises UpstreamFailure."""
         try:
-            resp = await self._client.post(
-                MESSAGES_PATH, content=jsoncodec.encode(payload), headers=self._headers()
-            )
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailure("timeout", _describe("timed out", exc)) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamFailure("connect", _describe("could not be reached", exc)) from None
-        if not resp.is_success:
-            raise _status_failure(resp.status_code, resp.content)
+            resp = await self._client.post(MESSAGES_PATH, jsoncodec.encode(payload), self._headers)
+            raw = await self._client.read(resp)
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._client, exc) from None
+        if not 200 <= resp.status < 300:
+            raise _status_failure(self._client, resp.status, raw)
         try:
-            message = _decoder.decode(resp.content)
+            message = _decoder.decode(raw)
         except (msgspec.DecodeError, ValueError, RecursionError):
             raise UpstreamFailure(
                 "protocol", "Anthropic returned a body that is not JSON."
@@ -115,26 +113,23 @@ class AnthropicProvider(Provider):
             raise UpstreamFailure("protocol", "Anthropic returned an unexpected response body.")
         return message
 
-    async def open_stream(self, payload: dict[str, Any]) -> httpx.Response:
+    async def open_stream(self, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         """Start a streamed Messages call; the open response once its status is 2xx."""
-        request = self._client.build_request(
-            "POST", MESSAGES_PATH, content=jsoncodec.encode(payload), headers=self._headers()
-        )
         try:
-            resp = await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailure("timeout", _describe("timed out", exc)) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamFailure("connect", _describe("could not be reached", exc)) from None
-        if not resp.is_success:
+            resp = await self._client.post(MESSAGES_PATH, jsoncodec.encode(payload), self._headers)
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._client, exc) from None
+        if not 200 <= resp.status < 300:
             try:
-                raw = await resp.aread()
-            except httpx.HTTPError:
+                raw = await self._client.read(resp)
+            except TRANSPORT_ERRORS:
                 raw = b""
-            finally:
-                await resp.aclose()
-            raise _status_failure(resp.status_code, raw)
+            raise _status_failure(self._client, resp.status, raw)
         return resp
+
+    @property
+    def client(self) -> UpstreamClient:
+        return self._client
 
 
 # ---------------------------------------------------------------------- request translation
@@ -187,7 +182,7 @@ def to_anthropic_request(
     return out
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float | Decimal]:
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
@@ -459,9 +454,21 @@ def openai_usage(usage: TokenUsage) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- errors
-def _describe(what: str, exc: Exception) -> str:
+def _describe(what: str, exc: BaseException) -> str:
     detail = str(exc) or type(exc).__name__
     return f"The Anthropic API {what}: {detail}"
+
+
+def transport_failure(
+    client: UpstreamClient, exc: BaseException, *, streaming: bool = False
+) -> UpstreamFailure:
+    """A transport error before the answer ("timed out" / "could not be reached") or while
+    streaming it ("stream timed out" / "stream broke off")."""
+    if streaming:
+        return client.failure(
+            exc, _describe("stream timed out", exc), _describe("stream broke off", exc)
+        )
+    return client.failure(exc, _describe("timed out", exc), _describe("could not be reached", exc))
 
 
 def _error_of(payload: Any) -> tuple[str | None, str | None]:
@@ -474,7 +481,7 @@ def _error_of(payload: Any) -> tuple[str | None, str | None]:
     return kind, message
 
 
-def _status_failure(status: int, raw: bytes) -> UpstreamFailure:
+def _status_failure(client: UpstreamClient, status: int, raw: bytes) -> UpstreamFailure:
     try:
         payload = _decoder.decode(raw) if raw else None
     except (msgspec.DecodeError, ValueError, RecursionError):
@@ -483,7 +490,7 @@ def _status_failure(status: int, raw: bytes) -> UpstreamFailure:
     code, message = _error_of(payload)
     return UpstreamFailure(
         "status",
-        message or f"The Anthropic API answered HTTP {status}.",
+        client.redact(message) if message else f"The Anthropic API answered HTTP {status}.",
         status=status,
         code=code,
     )
@@ -495,55 +502,17 @@ def _estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
-class AnthropicChatStream(ChatStream):
+class AnthropicChatStream(UpstreamStream):
     """Reads Anthropic's SSE events incrementally and yields OpenAI chunks."""
 
-    def __init__(self, response: httpx.Response, requested_model: str) -> None:
-        self._response = response
+    def __init__(
+        self, response: aiohttp.ClientResponse, client: UpstreamClient, requested_model: str
+    ) -> None:
+        super().__init__(response, client)
         self._model = requested_model
-        self._iterator: AsyncGenerator[StreamChunk, None] | None = None
-        self._closed = False
-
-    def __aiter__(self) -> AsyncIterator[StreamChunk]:
-        if self._iterator is None:
-            self._iterator = self._chunks()
-        return self._iterator
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._iterator is not None:
-            try:
-                await self._iterator.aclose()
-            except RuntimeError:
-                # Still being iterated by another task; closing the response ends it.
-                pass
-        await self._response.aclose()
-
-    async def _events(self) -> AsyncIterator[dict[str, Any]]:
-        """SSE framing: `data:` lines accumulate until a blank line dispatches the event."""
-        data_lines: list[str] = []
-        try:
-            async for line in self._response.aiter_lines():
-                if line == "":
-                    if data_lines:
-                        yield self._decode_event("\n".join(data_lines))
-                        data_lines = []
-                    continue
-                if line.startswith("data:"):
-                    value = line[5:]
-                    data_lines.append(value[1:] if value.startswith(" ") else value)
-                # `event:` names duplicate the payload's own `type`; comments are keep-alives.
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailure("timeout", _describe("stream timed out", exc)) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamFailure("connect", _describe("stream broke off", exc)) from None
-        if data_lines:
-            yield self._decode_event("\n".join(data_lines))
 
     @staticmethod
-    def _decode_event(data: str) -> dict[str, Any]:
+    def _decode_event(data: bytes) -> dict[str, Any]:
         try:
             event = _decoder.decode(data)
         except (msgspec.DecodeError, ValueError, RecursionError):
@@ -554,12 +523,17 @@ class AnthropicChatStream(ChatStream):
             raise UpstreamFailure("protocol", "Anthropic sent an unexpected stream event.")
         return event
 
-    async def _chunks(self) -> AsyncGenerator[StreamChunk, None]:
+    async def chunks(self) -> AsyncGenerator[StreamChunk, None]:
         translator = StreamTranslator(self._model)
         try:
-            async with contextlib.aclosing(self._events()) as events:
-                async for event in events:
-                    for out in translator.feed(event):
+            async with contextlib.aclosing(sse_events(self.body())) as events:
+                async for block in events:
+                    # `event:` names duplicate the payload's own `type`; comments are
+                    # keep-alives; events without data carry nothing.
+                    data = event_data(block)
+                    if data is None:
+                        continue
+                    for out in translator.feed(self._decode_event(data)):
                         yield out
                     if translator.finished:
                         return
@@ -569,9 +543,13 @@ class AnthropicChatStream(ChatStream):
                 if translator.started
                 else "The Anthropic stream ended before it started.",
             )
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._client, exc, streaming=True) from None
+        except UpstreamFailure as failure:  # an error event: its message is the upstream's
+            raise self._client.redacted(failure) from None
         finally:
             # Hands the pooled connection back as soon as the stream is done.
-            await self._response.aclose()
+            self.release(complete=translator.finished)
 
 
 class StreamTranslator:

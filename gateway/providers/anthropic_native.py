@@ -7,19 +7,24 @@ relays the reply or the SSE event stream byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
 import msgspec
 
 from gateway.providers.anthropic import (
     AnthropicProvider,
-    _describe,
     _error_of,
     anthropic_usage,
+    transport_failure,
 )
 from gateway.providers.base import ChatResult, ChatStream, StreamChunk, UpstreamFailure
+from gateway.providers.sse import event_data, sse_events
+from gateway.providers.upstream import TRANSPORT_ERRORS, UpstreamStream
+
+# Events whose whole payload matters (usage, errors); the others are only sized.
+_FULL_DECODE = frozenset({"message_start", "message_delta", "error"})
 
 
 async def create_message(provider: AnthropicProvider, payload: dict[str, Any]) -> ChatResult:
@@ -28,61 +33,94 @@ async def create_message(provider: AnthropicProvider, payload: dict[str, Any]) -
 
 
 async def stream_message(provider: AnthropicProvider, payload: dict[str, Any]) -> ChatStream:
-    return NativeStream(await provider.open_stream(payload))
+    return NativeStream(await provider.open_stream(payload), provider.client)
 
 
-class NativeStream(ChatStream):
+class _Delta(msgspec.Struct):
+    text: str | None = None
+    partial_json: str | None = None
+
+
+class _Event(msgspec.Struct):
+    """What a content event needs decoding: its type and the size of its delta."""
+
+    type: str | None = None
+    delta: _Delta | None = None
+
+
+_event_decoder = msgspec.json.Decoder(_Event)
+
+
+class NativeStream(UpstreamStream):
     """Relays Anthropic's SSE events as they are; reads usage from message_start/_delta."""
 
     framed = True
 
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+    async def chunks(self) -> AsyncGenerator[StreamChunk, None]:
         usage: dict[str, Any] = {}
-        lines: list[str] = []
+        complete = False
         try:
-            async for line in self._response.aiter_lines():
-                if line:
-                    lines.append(line)
-                    continue
-                if not lines:
-                    continue
-                raw = ("\n".join(lines) + "\n\n").encode()
-                data = "\n".join(x[5:].lstrip() for x in lines if x.startswith("data:"))
-                lines = []
-                event = _decode(data)
-                kind = event.get("type")
-                if kind == "message_start":
-                    usage.update((event.get("message") or {}).get("usage") or {})
-                elif kind == "message_delta":
-                    usage.update(
-                        {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
-                    )
-                elif kind == "error":
-                    code, message = _error_of(event)
-                    yield StreamChunk(raw)
-                    raise UpstreamFailure(
-                        "status", message or "Anthropic stream error", status=502, code=code
-                    )
-                if kind == "message_stop":
-                    yield StreamChunk(raw, usage=anthropic_usage(usage))
-                    return
-                delta = event.get("delta") or {}
-                text = delta.get("text") or delta.get("partial_json") or ""
-                yield StreamChunk(raw, output_tokens=max(1, len(text) // 4) if text else 0)
-        except httpx.TimeoutException as exc:
-            raise UpstreamFailure("timeout", _describe("stream timed out", exc)) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamFailure("connect", _describe("stream broke off", exc)) from None
+            async with contextlib.aclosing(sse_events(self.body())) as events:
+                async for block in events:
+                    raw = block + b"\n\n"
+                    data = event_data(block) or b""
+                    kind, text = _peek(data)
+                    if kind in _FULL_DECODE:
+                        event = _decode(data)
+                        if kind == "message_start":
+                            usage.update((event.get("message") or {}).get("usage") or {})
+                        elif kind == "message_delta":
+                            usage.update(
+                                {
+                                    k: v
+                                    for k, v in (event.get("usage") or {}).items()
+                                    if v is not None
+                                }
+                            )
+                        else:
+                            code, message = _error_of(event)
+                            yield StreamChunk(raw)
+                            raise UpstreamFailure(
+                                "status",
+                                message or "Anthropic stream error",
+                                status=502,
+                                code=code,
+                            )
+                    if kind == "message_stop":
+                        complete = True
+                        yield StreamChunk(raw, usage=anthropic_usage(usage))
+                        return
+                    yield StreamChunk(raw, output_tokens=max(1, len(text) // 4) if text else 0)
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(self._client, exc, streaming=True) from None
+        except UpstreamFailure as failure:  # an error event: its message is the upstream's
+            raise self._client.redacted(failure) from None
+        finally:
+            self.release(complete=complete)
         raise UpstreamFailure("connect", "The Anthropic stream ended before message_stop.")
 
-    async def aclose(self) -> None:
-        await self._response.aclose()
+
+def _peek(data: bytes) -> tuple[str | None, Any]:
+    """(type, delta text or partial JSON) of an event, without building the rest of it."""
+    try:
+        event = _event_decoder.decode(data)
+    except msgspec.ValidationError:
+        # An unusual shape: the generic decode, read as before.
+        full = _decode(data)
+        kind = full.get("type")
+        delta = full.get("delta")
+        text = ""
+        if isinstance(delta, dict):
+            text = delta.get("text") or delta.get("partial_json") or ""
+        return (kind if isinstance(kind, str) else None), text
+    except msgspec.DecodeError:
+        return None, ""
+    delta = event.delta
+    text = (delta.text or delta.partial_json or "") if delta is not None else ""
+    return event.type, text
 
 
-def _decode(data: str) -> dict[str, Any]:
+def _decode(data: bytes) -> dict[str, Any]:
     try:
         event = msgspec.json.decode(data)
     except msgspec.DecodeError:

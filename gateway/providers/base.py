@@ -8,22 +8,31 @@ and returns OpenAI-format results, translating internally where needed (Anthropi
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from gateway.config import ProviderSettings
 from gateway.tokens import TokenUsage
 
+FailureKind = Literal["timeout", "connect", "status", "protocol", "unsupported"]
+
 
 class UpstreamFailure(Exception):
-    """The upstream call failed; nothing is charged.
+    """The upstream call failed; nothing is charged (a cut stream is charged for what it produced).
 
-    kind: "timeout" | "connect" | "status" | "protocol"
+    kind: "timeout" (no answer in time), "connect" (unreachable, or the connection broke),
+    "status" (the upstream answered an error status, kept in `status`), "protocol" (an answer
+    Ringside cannot read), "unsupported" (the provider does not offer the endpoint).
     """
 
     def __init__(
-        self, kind: str, message: str, *, status: int | None = None, code: str | None = None
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -53,16 +62,25 @@ class StreamChunk:
 
 
 class ChatStream(ABC):
-    """An open upstream stream: iterate chunks, then close. Status was already checked.
+    """An open upstream stream: iterate chunks (once), then close. Status was already checked.
 
     `framed` streams yield complete SSE events to relay as they are (Anthropic's native
     format); others yield OpenAI chunk payloads that the proxy frames as `data:` lines.
+    Implementations write `chunks()` as an async generator; iterating the stream runs it,
+    and every `aiter()` of one stream returns that same generator.
     """
 
     framed: bool = False
+    _iterator: AsyncGenerator[StreamChunk, None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        if self._iterator is None:
+            self._iterator = self.chunks()
+        return self._iterator
 
     @abstractmethod
-    def __aiter__(self) -> AsyncIterator[StreamChunk]: ...
+    def chunks(self) -> AsyncGenerator[StreamChunk, None]:
+        """The stream's chunks in order; raises UpstreamFailure when the stream breaks."""
 
     @abstractmethod
     async def aclose(self) -> None: ...

@@ -17,13 +17,13 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from gateway.config import ProviderSettings
 from gateway.jsoncodec import encode
-from gateway.tokens import TokenUsage
 from gateway.providers.base import ChatResult, ChatStream, Provider, StreamChunk, UpstreamFailure
+from gateway.tokens import TokenUsage
 
 MODELS = ("mock-fast", "mock-smart", "mock-reasoning", "mock-embed")
 _DIRECTIVE = re.compile(r"\[mock:([a-z_]+)(?:=(\d+))?\]")
@@ -155,7 +155,8 @@ class MockProvider(Provider):
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs:
             raise UpstreamFailure("status", "input must be a string or a list", status=400)
-        dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 8
+        dimensions = body.get("dimensions")
+        dims = dimensions if isinstance(dimensions, int) else 8
         data = []
         tokens = 0
         for i, item in enumerate(inputs):
@@ -189,7 +190,7 @@ class _MockStream(ChatStream):
         self.usage = usage
         self.d = d
 
-    async def __aiter__(self) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+    async def chunks(self) -> AsyncGenerator[StreamChunk, None]:
         created = int(time.time())
         rid = "chatcmpl-mock" + hashlib.sha1(encode(self.body)).hexdigest()[:24]
         model = self.body.get("model")

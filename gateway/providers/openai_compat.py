@@ -1,15 +1,16 @@
 """Any OpenAI-compatible upstream (OpenAI itself, vLLM, Ollama, Groq, ...).
 
 Bodies are forwarded as they are (model name swapped); streams are relayed chunk by
-chunk without re-encoding, parsing each payload only to spot the usage chunk.
+chunk without re-encoding. Each payload is decoded only as far as the stream needs it
+(content lengths for the output estimate of a cut stream, usage, errors).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
 import msgspec
 
 from gateway.config import ProviderSettings
@@ -22,6 +23,8 @@ from gateway.providers.base import (
     UpstreamFailure,
     openai_usage_to_tokens,
 )
+from gateway.providers.sse import event_data, sse_events
+from gateway.providers.upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamStream
 
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
@@ -41,58 +44,125 @@ def _error_message(raw: bytes, status: int) -> tuple[str, str | None]:
     return f"upstream answered HTTP {status}", None
 
 
-def map_transport_error(exc: httpx.HTTPError, name: str) -> UpstreamFailure:
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamFailure("timeout", f"Provider '{name}' did not answer in time.")
-    return UpstreamFailure("connect", f"Could not reach provider '{name}': {type(exc).__name__}.")
+def map_transport_error(exc: BaseException, client: UpstreamClient) -> UpstreamFailure:
+    return client.failure(
+        exc,
+        timeout=f"Provider '{client.name}' did not answer in time.",
+        connect=f"Could not reach provider '{client.name}': {type(exc).__name__}.",
+    )
 
 
-class OpenAIStream(ChatStream):
-    def __init__(self, response: httpx.Response, name: str) -> None:
-        self._response = response
-        self._name = name
+# The fields of a chunk the stream needs, decoded without building the rest. A chunk of
+# another shape fails validation and takes the generic path (`_generic_chunk`).
+class _Function(msgspec.Struct):
+    arguments: str | None = None
 
-    async def __aiter__(self) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
-        decode = msgspec.json.decode
+
+class _ToolCall(msgspec.Struct):
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | msgspec.UnsetType | None = msgspec.UNSET
+    usage: dict[str, Any] | None = None
+    error: Any = msgspec.UNSET
+
+
+_chunk_decoder = msgspec.json.Decoder(_Chunk)
+
+
+def _typed_tokens(choices: list[_Choice] | msgspec.UnsetType | None) -> int:
+    """`_delta_tokens` over the typed chunk: the same estimate."""
+    if not choices:
+        return 0
+    n = 0
+    for choice in choices:
+        delta = choice.delta
+        if delta is None:
+            continue
+        content = delta.content or delta.reasoning_content or ""
+        if content:
+            n += max(1, len(content) // 4)
+        for call in delta.tool_calls or ():
+            args = (call.function.arguments if call.function else None) or ""
+            if args:
+                n += max(1, len(args) // 4)
+    return n
+
+
+class OpenAIStream(UpstreamStream):
+    """Relays an OpenAI-format SSE stream chunk by chunk, payload bytes untouched."""
+
+    async def chunks(self) -> AsyncGenerator[StreamChunk, None]:
+        complete = False
         try:
-            async for line in self._response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if not payload:
-                    continue
-                if payload == "[DONE]":
-                    return
-                data = payload.encode()
-                try:
-                    chunk = decode(data)
-                except msgspec.DecodeError:
-                    continue
-                if not isinstance(chunk, dict):
-                    continue
-                if "error" in chunk and "choices" not in chunk:
-                    msg, code = _error_message(data, 502)
-                    raise UpstreamFailure("status", msg, status=502, code=code)
-                usage = chunk.get("usage")
-                choices = chunk.get("choices")
-                if usage and not choices:
-                    yield StreamChunk(data, usage=openai_usage_to_tokens(usage))
-                    continue
-                if usage:
-                    # Some providers put usage on the last content chunk: relay the content
-                    # and report the usage as OpenAI's own usage-only chunk would.
-                    yield StreamChunk(
-                        encode({**chunk, "usage": None}), output_tokens=_delta_tokens(choices)
-                    )
-                    usage_chunk = {**chunk, "choices": [], "usage": usage}
-                    yield StreamChunk(encode(usage_chunk), usage=openai_usage_to_tokens(usage))
-                    continue
-                yield StreamChunk(data, output_tokens=_delta_tokens(choices))
-        except httpx.HTTPError as exc:
-            raise map_transport_error(exc, self._name) from None
+            async with contextlib.aclosing(sse_events(self.body())) as events:
+                async for block in events:
+                    data = event_data(block)
+                    if data is None:
+                        continue
+                    data = data.strip()
+                    if data == b"[DONE]":
+                        complete = True
+                        return
+                    try:
+                        chunk = _chunk_decoder.decode(data)
+                    except msgspec.ValidationError:
+                        for out in _generic_chunk(data):
+                            yield out
+                        continue
+                    except msgspec.DecodeError:
+                        continue  # not JSON: skipped, as before
+                    if chunk.usage or (
+                        chunk.error is not msgspec.UNSET and chunk.choices is msgspec.UNSET
+                    ):
+                        # The usage chunk (once a stream) and error events: the full decode.
+                        for out in _generic_chunk(data):
+                            yield out
+                        continue
+                    yield StreamChunk(data, output_tokens=_typed_tokens(chunk.choices))
+        except TRANSPORT_ERRORS as exc:
+            raise map_transport_error(exc, self._client) from None
+        except UpstreamFailure as failure:  # an error event: its message is the upstream's
+            raise self._client.redacted(failure) from None
+        finally:
+            self.release(complete=complete)
 
-    async def aclose(self) -> None:
-        await self._response.aclose()
+
+def _generic_chunk(data: bytes) -> list[StreamChunk]:
+    """Any chunk, decoded in full: content, the usage chunk, or an error event (raised)."""
+    try:
+        chunk = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return []
+    if not isinstance(chunk, dict):
+        return []
+    if "error" in chunk and "choices" not in chunk:
+        msg, code = _error_message(data, 502)
+        raise UpstreamFailure("status", msg, status=502, code=code)
+    usage = chunk.get("usage")
+    choices = chunk.get("choices")
+    if usage and not choices:
+        return [StreamChunk(data, usage=openai_usage_to_tokens(usage))]
+    if usage:
+        # Some providers put usage on the last content chunk: relay the content and report
+        # the usage as OpenAI's own usage-only chunk would.
+        usage_chunk = {**chunk, "choices": [], "usage": usage}
+        return [
+            StreamChunk(encode({**chunk, "usage": None}), output_tokens=_delta_tokens(choices)),
+            StreamChunk(encode(usage_chunk), usage=openai_usage_to_tokens(usage)),
+        ]
+    return [StreamChunk(data, output_tokens=_delta_tokens(choices))]
 
 
 def _delta_tokens(choices: Any) -> int:
@@ -115,7 +185,7 @@ def _delta_tokens(choices: Any) -> int:
 
 
 class OpenAICompatProvider(Provider):
-    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: ProviderSettings, client: UpstreamClient) -> None:
         self.name = settings.name
         self.settings = settings
         self.client = client
@@ -130,16 +200,20 @@ class OpenAICompatProvider(Provider):
                 return "max_completion_tokens"
         return "max_tokens"
 
+    def _status_failure(self, raw: bytes, status: int) -> UpstreamFailure:
+        msg, code = _error_message(raw, status)
+        return UpstreamFailure("status", self.client.redact(msg), status=status, code=code)
+
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            resp = await self.client.post(path, content=encode(body), headers=self._headers)
-        except httpx.HTTPError as exc:
-            raise map_transport_error(exc, self.name) from None
-        if resp.status_code >= 300:
-            msg, code = _error_message(resp.content, resp.status_code)
-            raise UpstreamFailure("status", msg, status=resp.status_code, code=code)
+            resp = await self.client.post(path, encode(body), self._headers)
+            raw = await self.client.read(resp)
+        except TRANSPORT_ERRORS as exc:
+            raise map_transport_error(exc, self.client) from None
+        if resp.status >= 300:
+            raise self._status_failure(raw, resp.status)
         try:
-            data = msgspec.json.decode(resp.content)
+            data = msgspec.json.decode(raw)
         except msgspec.DecodeError:
             raise UpstreamFailure(
                 "protocol", f"Provider '{self.name}' sent invalid JSON."
@@ -163,20 +237,14 @@ class OpenAICompatProvider(Provider):
         return ChatResult(data, usage)
 
     async def chat_stream(self, body: dict[str, Any]) -> ChatStream:
-        request = self.client.build_request(
-            "POST", "/chat/completions", content=encode(body), headers=self._headers
-        )
         try:
-            resp = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise map_transport_error(exc, self.name) from None
-        if resp.status_code >= 300:
+            resp = await self.client.post("/chat/completions", encode(body), self._headers)
+        except TRANSPORT_ERRORS as exc:
+            raise map_transport_error(exc, self.client) from None
+        if resp.status >= 300:
             try:
-                raw = await resp.aread()
-            except httpx.HTTPError:
+                raw = await self.client.read(resp)
+            except TRANSPORT_ERRORS:
                 raw = b""
-            finally:
-                await resp.aclose()
-            msg, code = _error_message(raw, resp.status_code)
-            raise UpstreamFailure("status", msg, status=resp.status_code, code=code)
-        return OpenAIStream(resp, self.name)
+            raise self._status_failure(raw, resp.status)
+        return OpenAIStream(resp, self.client)

@@ -1,16 +1,21 @@
-"""Providers by name, each with one pooled httpx.AsyncClient, owned by the app lifespan."""
+"""Providers by name, each HTTP one with its own pooled aiohttp session.
+
+The registry is built in full when constructed (providers and their clients); the sessions
+need a running event loop, so the app lifespan opens them (`await registry.open()`) and
+closes them (`await registry.aclose()`). A session not opened yet opens on first use.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-
-import httpx
 
 from gateway.config import Settings
 from gateway.errors import InvalidModel, ModelNotFound
 from gateway.providers.base import Provider
 from gateway.providers.mock import MockProvider
 from gateway.providers.openai_compat import OpenAICompatProvider
+from gateway.providers.upstream import UpstreamClient
 
 
 def parse_model(ref: object) -> tuple[str, str]:
@@ -31,27 +36,26 @@ def parse_model(ref: object) -> tuple[str, str]:
 class ProviderRegistry:
     def __init__(self, settings: Settings, max_output_tokens: Callable[[str, str], int]) -> None:
         self.providers: dict[str, Provider] = {}
-        self._clients: list[httpx.AsyncClient] = []
+        self._clients: list[UpstreamClient] = []
         for name, ps in settings.providers.items():
             if ps.kind == "mock":
                 self.providers[name] = MockProvider(ps)
                 continue
-            client = httpx.AsyncClient(
-                base_url=ps.base_url,
-                timeout=httpx.Timeout(ps.timeout_s, connect=min(ps.timeout_s, 10.0)),
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-                follow_redirects=False,
-                trust_env=False,
-            )
+            client = UpstreamClient(ps)
             self._clients.append(client)
             if ps.kind == "anthropic":
                 from gateway.providers.anthropic import AnthropicProvider
 
                 self.providers[name] = AnthropicProvider(
-                    ps, client, lambda model, _n=name: max_output_tokens(_n, model)
+                    ps, client, functools.partial(max_output_tokens, name)
                 )
             else:
                 self.providers[name] = OpenAICompatProvider(ps, client)
+
+    async def open(self) -> None:
+        """Open every provider's HTTP session in the running loop. Idempotent."""
+        for client in self._clients:
+            await client.open()
 
     def get(self, name: str, model: str) -> Provider:
         provider = self.providers.get(name)
@@ -62,9 +66,6 @@ class ProviderRegistry:
                 param="model",
             )
         return provider
-
-    async def open(self) -> None:
-        """Open the upstream connections (on the gateway's loop). Idempotent."""
 
     async def aclose(self) -> None:
         for provider in self.providers.values():

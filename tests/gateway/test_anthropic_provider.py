@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pydantic
 import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from pytest_httpx import HTTPXMock, IteratorStream
 
 from gateway.config import ProviderSettings
 from gateway.providers.anthropic import (
@@ -22,10 +21,12 @@ from gateway.providers.anthropic import (
     to_openai_completion,
 )
 from gateway.providers.base import StreamChunk, UpstreamFailure
+from gateway.providers.upstream import UpstreamClient, UpstreamStream
 from gateway.tokens import TokenUsage
+from tests.fakes.fake_upstream import FakeUpstream, Seen
 
-BASE_URL = "https://anthropic.test"
-MESSAGES_URL = f"{BASE_URL}/v1/messages"
+MESSAGES_PATH = "/v1/messages"
+API_KEY = "sk-ant-test"
 MODEL = "claude-sonnet-4-5"
 SNAPSHOT = "claude-sonnet-4-5-20250929"
 
@@ -41,23 +42,41 @@ def translate(body: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=BASE_URL, timeout=5.0) as c:
-        yield c
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+    assert fake.unexpected == [], "requests nobody queued a reply for"
+    assert fake.pending() == 0, "queued replies nobody asked for"
 
 
-def make_provider(
-    client: httpx.AsyncClient, api_key: str | None = "sk-ant-test"
-) -> AnthropicProvider:
-    settings = ProviderSettings(
-        name="anthropic", kind="anthropic", base_url=BASE_URL, api_key=api_key, timeout_s=5.0
+def settings_for(
+    base_url: str, api_key: str | None = API_KEY, timeout_s: float = 5.0
+) -> ProviderSettings:
+    return ProviderSettings(
+        name="anthropic", kind="anthropic", base_url=base_url, api_key=api_key, timeout_s=timeout_s
     )
-    return AnthropicProvider(settings, client, default_max)
 
 
 @pytest.fixture
-def provider(client: httpx.AsyncClient) -> AnthropicProvider:
-    return make_provider(client)
+async def make_provider(upstream: FakeUpstream) -> AsyncIterator[Any]:
+    """Providers on the fake upstream (or elsewhere); their sessions close with the test."""
+    clients: list[UpstreamClient] = []
+
+    def make(
+        api_key: str | None = API_KEY, *, timeout_s: float = 5.0, base_url: str | None = None
+    ) -> AnthropicProvider:
+        settings = settings_for(base_url or upstream.url, api_key, timeout_s)
+        clients.append(client := UpstreamClient(settings))
+        return AnthropicProvider(settings, client, default_max)
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+def provider(make_provider: Any) -> AnthropicProvider:
+    return make_provider()
 
 
 def anthropic_message(**overrides: Any) -> dict[str, Any]:
@@ -92,10 +111,20 @@ def sse(*events: dict[str, Any]) -> list[bytes]:
     return out
 
 
-def sent_json(httpx_mock: HTTPXMock) -> dict[str, Any]:
-    request = httpx_mock.get_request()
-    assert request is not None
-    return json.loads(request.content)
+def sent(upstream: FakeUpstream) -> Seen:
+    assert len(upstream.requests) == 1
+    return upstream.requests[0]
+
+
+def sent_json(upstream: FakeUpstream) -> dict[str, Any]:
+    return json.loads(sent(upstream).content)
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def decoded(chunks: list[StreamChunk]) -> list[dict[str, Any]]:
@@ -562,9 +591,9 @@ def test_null_cache_fields_count_as_zero() -> None:
 
 # ----------------------------------------------------------------------- non-stream calls
 async def test_chat_sends_headers_and_translated_body(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
-    httpx_mock.add_response(url=MESSAGES_URL, method="POST", json=anthropic_message())
+    upstream.add(json=anthropic_message())
     result = await provider.chat(
         {
             "model": MODEL,
@@ -574,14 +603,14 @@ async def test_chat_sends_headers_and_translated_body(
             "stream": True,
         }
     )
-    request = httpx_mock.get_request()
-    assert request is not None
+    request = sent(upstream)
+    assert (request.method, request.path) == ("POST", MESSAGES_PATH)
     assert request.headers["x-api-key"] == "sk-ant-test"
     assert request.headers["anthropic-version"] == "2023-06-01"
     assert request.headers["content-type"] == "application/json"
     assert "authorization" not in request.headers
-    sent = json.loads(request.content)
-    assert sent == {
+    body = json.loads(request.content)
+    assert body == {
         "model": MODEL,
         "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
         "max_tokens": 64000,
@@ -593,14 +622,19 @@ async def test_chat_sends_headers_and_translated_body(
 
 
 async def test_chat_without_api_key_sends_no_key_header(
-    client: httpx.AsyncClient, httpx_mock: HTTPXMock
+    make_provider: Any, upstream: FakeUpstream
 ) -> None:
-    httpx_mock.add_response(url=MESSAGES_URL, json=anthropic_message())
-    await make_provider(client, api_key=None).chat({"model": MODEL, "messages": []})
-    request = httpx_mock.get_request()
-    assert request is not None
+    upstream.add(json=anthropic_message())
+    await make_provider(api_key=None).chat({"model": MODEL, "messages": []})
+    request = sent(upstream)
     assert "x-api-key" not in request.headers
     assert request.headers["anthropic-version"] == "2023-06-01"
+
+
+async def test_base_url_path_is_kept(make_provider: Any, upstream: FakeUpstream) -> None:
+    upstream.add(json=anthropic_message())
+    await make_provider(base_url=upstream.url + "/proxy/").chat({"model": MODEL, "messages": []})
+    assert sent(upstream).path == "/proxy/v1/messages"
 
 
 def test_provider_basics(provider: AnthropicProvider) -> None:
@@ -622,18 +656,18 @@ async def test_embeddings_are_unsupported(provider: AnthropicProvider) -> None:
         (429, "rate_limit_error", "Number of request tokens has exceeded your rate limit."),
         (529, "overloaded_error", "Overloaded"),
         (400, "invalid_request_error", "messages: roles must alternate"),
+        (401, "authentication_error", "invalid x-api-key"),
     ],
 )
 async def test_error_status_mapping(
     provider: AnthropicProvider,
-    httpx_mock: HTTPXMock,
+    upstream: FakeUpstream,
     status: int,
     error_type: str,
     message: str,
 ) -> None:
-    httpx_mock.add_response(
-        url=MESSAGES_URL,
-        status_code=status,
+    upstream.add(
+        status=status,
         json={"type": "error", "error": {"type": error_type, "message": message}},
     )
     with pytest.raises(UpstreamFailure) as info:
@@ -647,8 +681,24 @@ async def test_error_status_mapping(
     )
 
 
-async def test_non_json_error_body(provider: AnthropicProvider, httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=MESSAGES_URL, status_code=502, text="<html>Bad Gateway</html>")
+async def test_an_echoed_api_key_is_not_in_the_failure(
+    provider: AnthropicProvider, upstream: FakeUpstream
+) -> None:
+    upstream.add(
+        status=401,
+        json={
+            "type": "error",
+            "error": {"type": "authentication_error", "message": f"bad key {API_KEY}"},
+        },
+    )
+    with pytest.raises(UpstreamFailure) as info:
+        await provider.chat({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+    assert info.value.status == 401
+    assert API_KEY not in info.value.message and "[redacted]" in info.value.message
+
+
+async def test_non_json_error_body(provider: AnthropicProvider, upstream: FakeUpstream) -> None:
+    upstream.add(status=502, text="<html>Bad Gateway</html>")
     with pytest.raises(UpstreamFailure) as info:
         await provider.chat({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
     assert info.value.kind == "status"
@@ -658,47 +708,70 @@ async def test_non_json_error_body(provider: AnthropicProvider, httpx_mock: HTTP
     assert "<html>" not in info.value.message
 
 
-async def test_timeout_maps_to_timeout(provider: AnthropicProvider, httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_exception(httpx.ReadTimeout("read timed out"))
+async def test_timeout_maps_to_timeout(make_provider: Any, upstream: FakeUpstream) -> None:
+    upstream.add(hang=True)  # reads the request, never answers
     with pytest.raises(UpstreamFailure) as info:
-        await provider.chat({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+        await make_provider(timeout_s=0.2).chat(
+            {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+        )
     assert info.value.kind == "timeout"
     assert info.value.status is None
+    assert info.value.message.startswith("The Anthropic API timed out: ")
 
 
-async def test_connect_error_maps_to_connect(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
-) -> None:
-    httpx_mock.add_exception(httpx.ConnectError("connection refused"))
+async def test_connect_error_maps_to_connect(make_provider: Any) -> None:
+    provider = make_provider(base_url=f"http://127.0.0.1:{refused_port()}")
     with pytest.raises(UpstreamFailure) as info:
         await provider.chat({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
     assert info.value.kind == "connect"
+    assert info.value.message.startswith("The Anthropic API could not be reached: ")
+    assert API_KEY not in info.value.message
 
 
 async def test_garbage_success_body_is_a_protocol_failure(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
-    httpx_mock.add_response(url=MESSAGES_URL, text="not json")
+    upstream.add(text="not json")
     with pytest.raises(UpstreamFailure) as info:
         await provider.chat({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
     assert info.value.kind == "protocol"
 
 
-async def test_stream_timeout_before_start(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+async def test_huge_body_sent_in_small_pieces_is_read_whole(
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
-    httpx_mock.add_exception(httpx.ConnectTimeout("connect timed out"))
+    text = "word " * 400_000  # a 2 MB reply, written 4 KB at a time
+    raw = json.dumps(anthropic_message(content=[{"type": "text", "text": text}])).encode()
+    upstream.add(
+        pieces=[raw[i : i + 4096] for i in range(0, len(raw), 4096)],
+        headers={"content-type": "application/json"},
+    )
+    result = await provider.chat({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+    assert result.body["choices"][0]["message"]["content"] == text
+    assert result.usage.output_tokens == 6
+
+
+async def test_stream_timeout_before_start(make_provider: Any, upstream: FakeUpstream) -> None:
+    upstream.add(hang=True)
     with pytest.raises(UpstreamFailure) as info:
-        await provider.chat_stream({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+        await make_provider(timeout_s=0.2).chat_stream(
+            {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+        )
     assert info.value.kind == "timeout"
 
 
+async def test_stream_connect_refused(make_provider: Any) -> None:
+    provider = make_provider(base_url=f"http://127.0.0.1:{refused_port()}")
+    with pytest.raises(UpstreamFailure) as info:
+        await provider.chat_stream({"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+    assert info.value.kind == "connect"
+
+
 async def test_stream_error_status_raises_before_returning(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
-    httpx_mock.add_response(
-        url=MESSAGES_URL,
-        status_code=429,
+    upstream.add(
+        status=429,
         json={"type": "error", "error": {"type": "rate_limit_error", "message": "Slow down"}},
     )
     with pytest.raises(UpstreamFailure) as info:
@@ -784,11 +857,11 @@ def realistic_stream() -> list[dict[str, Any]]:
     ]
 
 
-async def test_stream_translation(provider: AnthropicProvider, httpx_mock: HTTPXMock) -> None:
+async def test_stream_translation(provider: AnthropicProvider, upstream: FakeUpstream) -> None:
     raw = b"".join(sse(*realistic_stream()))
     # Network reads split lines anywhere; the parser must not care where.
     pieces = [raw[i : i + 37] for i in range(0, len(raw), 37)]
-    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(pieces))
+    upstream.add(pieces=pieces)
 
     stream = await provider.chat_stream(
         {
@@ -801,9 +874,9 @@ async def test_stream_translation(provider: AnthropicProvider, httpx_mock: HTTPX
     chunks = await collect(stream)
     await stream.aclose()
 
-    sent = sent_json(httpx_mock)
-    assert sent["stream"] is True
-    assert "stream_options" not in sent
+    body = sent_json(upstream)
+    assert body["stream"] is True
+    assert "stream_options" not in body
 
     objs = decoded(chunks)
     for obj in objs:
@@ -910,36 +983,31 @@ async def test_stream_with_two_tool_calls_numbers_them_from_zero() -> None:
 
 
 async def test_stream_is_read_incrementally(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
     pieces = sse(*realistic_stream())
-    served: list[int] = []
-
-    def body() -> Iterator[bytes]:
-        for i, piece in enumerate(pieces):
-            served.append(i)
-            yield piece
-
-    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(body()))
+    # The fake sends the first event, then holds the rest until the gate opens.
+    reply = upstream.add(pieces=pieces, gate_after=1)
     stream = await provider.chat_stream(
         {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     )
     iterator = aiter(stream)
     first = await anext(iterator)
     assert json.loads(first.data)["choices"][0]["delta"]["role"] == "assistant"
-    assert len(served) < len(pieces)
+    assert reply.served == 1 < len(pieces)
+    upstream.open_gate()
     await stream.aclose()
-    assert stream._response.is_closed  # type: ignore[attr-defined]
+    assert isinstance(stream, UpstreamStream) and stream.response_closed
 
 
 async def test_stream_error_event_raises_from_iterator(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
     events = [
         *realistic_stream()[:4],
         {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
     ]
-    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(sse(*events)))
+    upstream.add(pieces=sse(*events))
     stream = await provider.chat_stream(
         {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     )
@@ -956,15 +1024,10 @@ async def test_stream_error_event_raises_from_iterator(
 
 
 async def test_stream_broken_mid_way_raises_connect(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
-    pieces = sse(*realistic_stream()[:4])
-
-    def body() -> Iterator[bytes]:
-        yield from pieces
-        raise httpx.RemoteProtocolError("peer closed connection without sending complete message")
-
-    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(body()))
+    # The connection drops mid-body (an incomplete chunked body), as a crashed upstream's does.
+    upstream.add(pieces=sse(*realistic_stream()[:4]), end="cut")
     stream = await provider.chat_stream(
         {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     )
@@ -974,14 +1037,15 @@ async def test_stream_broken_mid_way_raises_connect(
             got.append(chunk)
     await stream.aclose()
     assert info.value.kind == "connect"
+    assert info.value.message.startswith("The Anthropic API stream broke off: ")
     assert sum(c.output_tokens for c in got) > 0
     assert all(c.usage is None for c in got)
 
 
 async def test_stream_ending_without_message_stop_raises_connect(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
-    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(sse(*realistic_stream()[:5])))
+    upstream.add(pieces=sse(*realistic_stream()[:5]))
     stream = await provider.chat_stream(
         {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     )
@@ -991,25 +1055,24 @@ async def test_stream_ending_without_message_stop_raises_connect(
     assert info.value.kind == "connect"
 
 
-async def test_stream_read_timeout_mid_way(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
-) -> None:
-    def body() -> Iterator[bytes]:
-        yield from sse(*realistic_stream()[:2])
-        raise httpx.ReadTimeout("read timed out")
-
-    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(body()))
-    stream = await provider.chat_stream(
+async def test_stream_read_timeout_mid_way(make_provider: Any, upstream: FakeUpstream) -> None:
+    upstream.add(pieces=sse(*realistic_stream()[:4]), end="hang")  # then silence
+    stream = await make_provider(timeout_s=0.2).chat_stream(
         {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     )
+    got: list[StreamChunk] = []
     with pytest.raises(UpstreamFailure) as info:
-        await collect(stream)
+        async for chunk in stream:
+            got.append(chunk)
     await stream.aclose()
     assert info.value.kind == "timeout"
+    assert info.value.message.startswith("The Anthropic API stream timed out: ")
+    # What arrived before the silence was relayed and counted, for the cut-stream charge.
+    assert len(got) == 2 and got[1].output_tokens > 0
 
 
 async def test_stream_stop_reason_and_output_usage_from_message_delta(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
     events = [
         {
@@ -1035,7 +1098,7 @@ async def test_stream_stop_reason_and_output_usage_from_message_delta(
         },
         {"type": "message_stop"},
     ]
-    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(sse(*events)))
+    upstream.add(pieces=sse(*events))
     stream = await provider.chat_stream(
         {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     )
@@ -1049,31 +1112,67 @@ async def test_stream_stop_reason_and_output_usage_from_message_delta(
         ChatCompletionChunk.model_validate(obj)
 
 
-async def test_stream_sends_headers(provider: AnthropicProvider, httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(sse(*realistic_stream())))
+async def test_stream_sends_headers(provider: AnthropicProvider, upstream: FakeUpstream) -> None:
+    upstream.add(pieces=sse(*realistic_stream()))
     stream = await provider.chat_stream(
         {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     )
     await collect(stream)
     await stream.aclose()
-    request = httpx_mock.get_request()
-    assert request is not None
+    request = sent(upstream)
     assert request.method == "POST"
-    assert request.url == MESSAGES_URL
+    assert request.path == MESSAGES_PATH
     assert request.headers["x-api-key"] == "sk-ant-test"
     assert request.headers["anthropic-version"] == "2023-06-01"
 
 
 async def test_closing_an_unread_stream_releases_the_response(
-    provider: AnthropicProvider, httpx_mock: HTTPXMock
+    provider: AnthropicProvider, upstream: FakeUpstream
 ) -> None:
-    httpx_mock.add_response(url=MESSAGES_URL, stream=IteratorStream(sse(*realistic_stream())))
+    upstream.add(pieces=sse(*realistic_stream()))
     stream = await provider.chat_stream(
         {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
     )
     await stream.aclose()
     await stream.aclose()
-    assert stream._response.is_closed  # type: ignore[attr-defined]
+    assert isinstance(stream, UpstreamStream) and stream.response_closed
+
+
+async def test_stream_with_a_huge_event_in_small_pieces(
+    provider: AnthropicProvider, upstream: FakeUpstream
+) -> None:
+    text = "x" * 1_000_000  # one 1 MB text delta, its bytes split over 250 writes
+    events = realistic_stream()
+    events[3] = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": text},
+    }
+    raw = b"".join(sse(*events))
+    upstream.add(pieces=[raw[i : i + 4096] for i in range(0, len(raw), 4096)])
+    stream = await provider.chat_stream(
+        {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+    )
+    chunks = await collect(stream)
+    await stream.aclose()
+    objs = decoded(chunks)
+    assert objs[1]["choices"][0]["delta"]["content"] == text
+    assert chunks[1].output_tokens == 250_000
+    assert chunks[-1].usage is not None and chunks[-1].usage.output_tokens == 89
+
+
+async def test_stream_with_crlf_line_endings(
+    provider: AnthropicProvider, upstream: FakeUpstream
+) -> None:
+    raw = b"".join(sse(*realistic_stream())).replace(b"\n", b"\r\n")
+    # Split so that some CRLFs straddle two reads.
+    upstream.add(pieces=[raw[i : i + 7] for i in range(0, len(raw), 7)])
+    stream = await provider.chat_stream(
+        {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+    )
+    chunks = await collect(stream)
+    await stream.aclose()
+    assert len(chunks) == 8 and chunks[-1].usage is not None
 
 
 def test_pdf_file_part_becomes_a_document_block() -> None:

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import json
+import socket
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-import httpx
 import pytest
 from litestar.testing import AsyncTestClient
-from pytest_httpx import HTTPXMock, IteratorStream
 
 from gateway.app import create_app
 from tests.conftest import admin
+from tests.fakes.fake_upstream import FakeUpstream, sse_bytes
 
-LOCAL = """
+
+def local_config(base_url: str, timeout_s: float = 5) -> str:
+    return f"""
 [billing]
 markup = 1.25
 
 [providers.local]
-base_url = "http://upstream.test/v1"
+base_url = "{base_url}/v1"
 api_key_env = "LOCAL_API_KEY"
-timeout_s = 5
+timeout_s = {timeout_s}
 
 [prices."local/llama"]
 input_usd_per_mtok = 0.20
@@ -49,8 +52,17 @@ def completion(prompt: int = 1000, completion: int = 500, cached: int = 0) -> di
 
 
 @pytest.fixture
-async def local(gateway_factory: Any) -> Any:
-    gw = gateway_factory(LOCAL, env={"LOCAL_API_KEY": "sk-local"})
+def upstream() -> Iterator[FakeUpstream]:
+    """The `local` provider: a real HTTP server on 127.0.0.1 answering what each test queues."""
+    with FakeUpstream() as fake:
+        yield fake
+    assert fake.unexpected == [], "requests nobody queued a reply for"
+    assert fake.pending() == 0, "queued replies nobody asked for"
+
+
+@pytest.fixture
+async def local(gateway_factory: Any, upstream: FakeUpstream) -> Any:
+    gw = gateway_factory(local_config(upstream.url), env={"LOCAL_API_KEY": "sk-local"})
     async with AsyncTestClient(app=create_app(gw)) as c:
         c.gw = gw  # type: ignore[attr-defined]
         yield c
@@ -69,11 +81,9 @@ def chat(model: str = "fc:local/llama", **extra: Any) -> dict[str, Any]:
 
 
 async def test_non_stream_meters_exact_cost_price_and_margin(
-    local: Any, httpx_mock: HTTPXMock
+    local: Any, upstream: FakeUpstream
 ) -> None:
-    httpx_mock.add_response(
-        url="http://upstream.test/v1/chat/completions", json=completion(1000, 500, cached=200)
-    )
+    upstream.add(json=completion(1000, 500, cached=200))
     cus = await new_customer(local)
     r = await local.post(
         "/v1/chat/completions", json=chat(), headers=admin({"FC-Customer": cus["id"]})
@@ -86,7 +96,8 @@ async def test_non_stream_meters_exact_cost_price_and_margin(
     assert r.headers["FC-Cost-USD"] == "0.00048"
     assert r.headers["FC-Price-USD"] == "0.0006"
     assert r.headers["FC-Request-Id"].startswith("req_")
-    sent = httpx_mock.get_requests()[0]
+    sent = upstream.requests[0]
+    assert (sent.method, sent.path) == ("POST", "/v1/chat/completions")
     assert sent.headers["authorization"] == "Bearer sk-local"
     body = json.loads(sent.content)
     assert body["model"] == "llama"  # the upstream sees the bare model name
@@ -100,9 +111,9 @@ async def test_non_stream_meters_exact_cost_price_and_margin(
     assert total["margin_usd"] == 0.00012
 
 
-async def test_markup_precedence(gateway_factory: Any, httpx_mock: HTTPXMock) -> None:
+async def test_markup_precedence(gateway_factory: Any, upstream: FakeUpstream) -> None:
     """customer markup > per-model markup > global markup."""
-    config = LOCAL.replace(
+    config = local_config(upstream.url).replace(
         "[billing]\nmarkup = 1.25\n",
         '[billing]\nmarkup = 1.25\n[billing.model_markups]\n"local/llama" = 2\n',
     )
@@ -110,7 +121,7 @@ async def test_markup_precedence(gateway_factory: Any, httpx_mock: HTTPXMock) ->
     config += '\n[prices."local/third"]\ninput_usd_per_mtok = 0.20\noutput_usd_per_mtok = 0\n'
     config += "markup = 3\n"
     gw = gateway_factory(config)
-    httpx_mock.add_response(json=completion(1_000_000, 0), is_reusable=True)
+    upstream.add(json=completion(1_000_000, 0), reusable=True)
     prices = {}
     async with AsyncTestClient(app=create_app(gw)) as c:
         await new_customer(c, external_id="plain")
@@ -136,7 +147,7 @@ async def test_markup_precedence(gateway_factory: Any, httpx_mock: HTTPXMock) ->
     }
 
 
-async def test_stream_relays_chunks_and_final_usage(local: Any, httpx_mock: HTTPXMock) -> None:
+async def test_stream_relays_chunks_and_final_usage(local: Any, upstream: FakeUpstream) -> None:
     chunks = [
         {
             "id": "c",
@@ -156,11 +167,7 @@ async def test_stream_relays_chunks_and_final_usage(local: Any, httpx_mock: HTTP
         "usage": completion(100, 2)["usage"],
     }
     body = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in [*chunks, usage_chunk])
-    httpx_mock.add_response(
-        stream=IteratorStream([body, b"data: [DONE]\n\n"]),
-        headers={"content-type": "text/event-stream"},
-        is_reusable=True,
-    )
+    upstream.add(pieces=[body, b"data: [DONE]\n\n"], reusable=True)
     cus = await new_customer(local)
     for wants_usage in (True, False):
         extra: dict[str, Any] = {"stream": True}
@@ -185,8 +192,9 @@ async def test_stream_relays_chunks_and_final_usage(local: Any, httpx_mock: HTTP
         else:
             assert usage == []  # Ringside asked for usage itself and strips it again
     # Ringside always asked the upstream for usage
-    for req in httpx_mock.get_requests():
-        assert json.loads(req.content)["stream_options"] == {"include_usage": True}
+    assert len(upstream.requests) == 2
+    for req in upstream.requests:
+        assert req.json()["stream_options"] == {"include_usage": True}
     total = (await local.get(f"/v1/usage?customer_id={cus['id']}", headers=admin())).json()
     assert total["requests"] == 2 and total["output_tokens"] == 4
 
@@ -209,6 +217,13 @@ async def test_cut_stream_is_charged_for_what_was_produced(local: Any) -> None:
     assert log["output_tokens"] == 5 and log["cost_usd"] > 0
 
 
+def refused_url() -> str:
+    """A loopback address nothing listens on: connecting is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "code"),
     [
@@ -220,29 +235,34 @@ async def test_cut_stream_is_charged_for_what_was_produced(local: Any) -> None:
     ],
 )
 async def test_upstream_failures_are_mapped_and_not_charged(
-    local: Any, httpx_mock: HTTPXMock, kind: str, status: int, code: str
+    gateway_factory: Any, upstream: FakeUpstream, kind: str, status: int, code: str
 ) -> None:
+    base_url, timeout_s = upstream.url, 5.0
     if kind == "timeout":
-        httpx_mock.add_exception(httpx.ReadTimeout("slow"))
+        upstream.add(hang=True)  # reads the request, never answers
+        timeout_s = 0.3
     elif kind == "connect":
-        httpx_mock.add_exception(httpx.ConnectError("refused"))
+        base_url = refused_url()
     else:
-        httpx_mock.add_response(status_code=int(kind), json={"error": {"message": "boom"}})
-    cus = await new_customer(local, budget_usd=1)
-    r = await local.post(
-        "/v1/chat/completions", json=chat(), headers=admin({"FC-Customer": cus["id"]})
-    )
-    assert r.status_code == status
-    assert r.json()["error"]["code"] == code
-    assert r.headers["FC-Request-Id"].startswith("req_")
-    log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
-    assert log["status"] == "error" and log["cost_usd"] == 0 and log["error_code"] == code
-    c = (await local.get(f"/v1/customers/{cus['id']}", headers=admin())).json()
-    assert c["budget"]["spent_usd"] == 0 and c["budget"]["held_usd"] == 0
+        upstream.add(status=int(kind), json={"error": {"message": "boom"}})
+    gw = gateway_factory(local_config(base_url, timeout_s), env={"LOCAL_API_KEY": "sk-local"})
+    async with AsyncTestClient(app=create_app(gw)) as local:
+        cus = await new_customer(local, budget_usd=1)
+        r = await local.post(
+            "/v1/chat/completions", json=chat(), headers=admin({"FC-Customer": cus["id"]})
+        )
+        assert r.status_code == status
+        assert r.json()["error"]["code"] == code
+        assert r.headers["FC-Request-Id"].startswith("req_")
+        assert "sk-local" not in r.text
+        log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
+        assert log["status"] == "error" and log["cost_usd"] == 0 and log["error_code"] == code
+        c = (await local.get(f"/v1/customers/{cus['id']}", headers=admin())).json()
+        assert c["budget"]["spent_usd"] == 0 and c["budget"]["held_usd"] == 0
 
 
-async def test_stream_upstream_error_before_first_byte(local: Any, httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(status_code=500, json={"error": {"message": "down"}})
+async def test_stream_upstream_error_before_first_byte(local: Any, upstream: FakeUpstream) -> None:
+    upstream.add(status=500, json={"error": {"message": "down"}})
     cus = await new_customer(local)
     r = await local.post(
         "/v1/chat/completions", json=chat(stream=True), headers=admin({"FC-Customer": cus["id"]})
@@ -363,13 +383,22 @@ async def test_usage_grouping_and_time_filters(local: Any) -> None:
     assert nxt["has_more"] is False and nxt["data"][0]["id"] != page["data"][0]["id"]
 
 
-async def test_upstream_auth_failure_has_its_own_code(local: Any, httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(status_code=401, json={"error": {"message": "bad key"}})
+@pytest.mark.parametrize("upstream_status", [401, 403])
+async def test_upstream_auth_failure_has_its_own_code(
+    local: Any, upstream: FakeUpstream, upstream_status: int
+) -> None:
+    # The upstream echoes the key it was given, as some do: it must not reach the client.
+    upstream.add(status=upstream_status, json={"error": {"message": "bad key sk-local"}})
     cus = await new_customer(local)
     r = await local.post(
         "/v1/chat/completions", json=chat(), headers=admin({"FC-Customer": cus["id"]})
     )
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_auth_failed"
+    # The upstream's own status is kept in the message, for the operator.
+    assert f"({upstream_status})" in r.json()["error"]["message"]
+    assert "sk-local" not in r.text
+    log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
+    assert log["status"] == "error" and log["cost_usd"] == 0
 
 
 async def test_402_carries_the_request_id(local: Any) -> None:
@@ -391,7 +420,9 @@ async def test_models_list_includes_catalogs_of_configured_providers(gateway_fac
     assert {"fc:openai/gpt-4o-mini", "fc:anthropic/claude-sonnet-4-5"} <= ids
 
 
-async def test_usage_on_the_last_content_chunk_is_billed(local: Any, httpx_mock: HTTPXMock) -> None:
+async def test_usage_on_the_last_content_chunk_is_billed(
+    local: Any, upstream: FakeUpstream
+) -> None:
     last = {
         "id": "c",
         "object": "chat.completion.chunk",
@@ -400,9 +431,7 @@ async def test_usage_on_the_last_content_chunk_is_billed(local: Any, httpx_mock:
         "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
         "usage": completion(40, 3)["usage"],
     }
-    httpx_mock.add_response(
-        stream=IteratorStream([f"data: {json.dumps(last)}\n\n".encode(), b"data: [DONE]\n\n"])
-    )
+    upstream.add(pieces=[*sse_bytes(last), b"data: [DONE]\n\n"])
     cus = await new_customer(local)
     r = await local.post(
         "/v1/chat/completions", json=chat(stream=True), headers=admin({"FC-Customer": cus["id"]})
@@ -436,3 +465,84 @@ async def test_usage_breakdown_uses_model_ids_and_plus_offsets(local: Any) -> No
         await local.get("/v1/usage?group_by=model&since=2020-01-01T10:00:00+00:00", headers=admin())
     ).json()
     assert [g["model"] for g in u["breakdown"]] == ["fc:mock/mock-fast"]
+
+
+def content_chunk(text: str) -> dict[str, Any]:
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "llama",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+    }
+
+
+@pytest.mark.parametrize(("end", "code"), [("cut", "upstream_error"), ("hang", "upstream_timeout")])
+async def test_real_upstream_stream_cut_is_charged_for_what_arrived(
+    gateway_factory: Any, upstream: FakeUpstream, end: Literal["cut", "hang"], code: str
+) -> None:
+    """The connection drops (or goes silent) after three content chunks, before any usage."""
+    upstream.add(
+        pieces=sse_bytes(content_chunk("Hel"), content_chunk("lo wor"), content_chunk("ld!!")),
+        end=end,
+    )
+    config = local_config(upstream.url, timeout_s=0.3 if end == "hang" else 5)
+    gw = gateway_factory(config, env={"LOCAL_API_KEY": "sk-local"})
+    async with AsyncTestClient(app=create_app(gw)) as local:
+        cus = await new_customer(local)
+        r = await local.post(
+            "/v1/chat/completions",
+            json=chat(stream=True),
+            headers=admin({"FC-Customer": cus["id"]}),
+        )
+        assert r.status_code == 200
+        events = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
+        assert "[DONE]" not in events
+        relayed = [json.loads(e) for e in events[:-1]]
+        assert [p["choices"][0]["delta"]["content"] for p in relayed] == ["Hel", "lo wor", "ld!!"]
+        assert json.loads(events[-1])["error"]["code"] == code
+        log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
+        # One token per short chunk, as counted while relaying; input estimated from the bound.
+        assert (log["status"], log["output_tokens"]) == ("cut", 3)
+        assert log["cost_usd"] > 0
+        c = (await local.get(f"/v1/customers/{cus['id']}", headers=admin())).json()
+        assert c["budget"]["held_usd"] == 0
+
+
+async def test_huge_slow_upstream_body_is_relayed_and_metered(
+    local: Any, upstream: FakeUpstream
+) -> None:
+    body = completion(1000, 500)
+    text = "lorem ipsum " * 250_000  # a 3 MB answer, written 8 KB at a time
+    body["choices"][0]["message"]["content"] = text
+    raw = json.dumps(body).encode()
+    upstream.add(
+        pieces=[raw[i : i + 8192] for i in range(0, len(raw), 8192)],
+        headers={"content-type": "application/json"},
+    )
+    cus = await new_customer(local)
+    r = await local.post(
+        "/v1/chat/completions", json=chat(), headers=admin({"FC-Customer": cus["id"]})
+    )
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == text
+    assert r.headers["FC-Cost-USD"] == "0.0005"
+    log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
+    assert (log["input_tokens"], log["output_tokens"], log["status"]) == (1000, 500, "ok")
+
+
+async def test_huge_stream_event_is_relayed_whole(local: Any, upstream: FakeUpstream) -> None:
+    text = "z" * 1_000_000
+    usage_chunk = {**content_chunk(""), "choices": [], "usage": completion(10, 7)["usage"]}
+    raw = b"".join(sse_bytes(content_chunk(text), usage_chunk)) + b"data: [DONE]\n\n"
+    upstream.add(pieces=[raw[i : i + 4096] for i in range(0, len(raw), 4096)])
+    cus = await new_customer(local)
+    r = await local.post(
+        "/v1/chat/completions", json=chat(stream=True), headers=admin({"FC-Customer": cus["id"]})
+    )
+    assert r.status_code == 200
+    events = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == text
+    log = (await local.get("/v1/requests", headers=admin())).json()["data"][0]
+    assert (log["input_tokens"], log["output_tokens"], log["status"]) == (10, 7, "ok")
