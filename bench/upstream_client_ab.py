@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-PEERS = Path("/work/shared/peers-bench")
+PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers-bench"
 PORT = 8791
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"
 CLK = os.sysconf("SC_CLK_TCK")

@@ -39,6 +39,15 @@ UPDATE_FIELDS = (CREATE_FIELDS - {"external_id"}) | {"status", "external_id"}
 STATUSES = ("active", "suspended", "archived")
 
 
+def _refuse_anothers_id(external_id: str) -> None:
+    """FC-Customer resolves `cus_` ids first: an external id equal to another customer's id
+    could never be addressed, and would read as that customer."""
+    if external_id.startswith("cus_") and Customer.get_or_none(Customer.id == external_id):
+        raise InvalidRequest(
+            f"external_id '{external_id}' is another customer's id.", param="external_id"
+        )
+
+
 class CustomerService:
     def __init__(
         self,
@@ -135,6 +144,7 @@ class CustomerService:
         metadata = v.metadata(body)
         now = to_ms(self.clock())
         with self.db.tx():
+            _refuse_anothers_id(external_id)
             if Customer.get_or_none(Customer.external_id == external_id) is not None:
                 raise CustomerExists(
                     f"A customer with external_id '{external_id}' already exists.",
@@ -176,6 +186,7 @@ class CustomerService:
             if "external_id" in body:
                 ext = v.external_id(body)
                 if ext != row.external_id:
+                    _refuse_anothers_id(ext)
                     other = Customer.get_or_none(Customer.external_id == ext)
                     if other is not None:
                         raise CustomerExists(

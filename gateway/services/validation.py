@@ -64,8 +64,8 @@ _EXTERNAL_ID = re.compile(r"^[\x21-\x2b\x2d-\x7e]+$")  # printable ASCII but ","
 
 def external_id(body: dict[str, Any], name: str = "external_id") -> str:
     """Your own id for the customer. It travels in the `FC-Customer` header and in URLs,
-    so it is printable ASCII without spaces, ',' (a header list separator) or '/', and it
-    never looks like Ringside's own `cus_` ids (which the header resolves first)."""
+    so it is printable ASCII without spaces, ',' (a header list separator) or '/'. (That it
+    is not another customer's `cus_` id is checked where customers are written.)"""
     value = string(body, name, required=True)
     assert value is not None
     if "/" in value:
@@ -74,11 +74,6 @@ def external_id(body: dict[str, Any], name: str = "external_id") -> str:
         raise InvalidRequest(
             f"{name} must be printable ASCII without spaces or commas: it is sent in the "
             "FC-Customer header.",
-            param=name,
-        )
-    if value.startswith("cus_"):
-        raise InvalidRequest(
-            f"{name} may not start with 'cus_', the prefix of Ringside's own customer ids.",
             param=name,
         )
     return value

@@ -74,9 +74,7 @@ async def test_two_customer_headers_are_refused(client: AsyncTestClient[Any]) ->
     assert r.status_code == 400 and r.json()["error"]["param"] == "FC-Customer"
 
 
-@pytest.mark.parametrize(
-    "external_id", ["cus_0horwximmko39s7t2xe45xyq3", "cus_x", "ümlaut", "a b", "a,b"]
-)
+@pytest.mark.parametrize("external_id", ["ümlaut", "a b", "a,b", "tab\tbed"])
 async def test_external_ids_that_could_not_be_addressed_are_refused(
     client: AsyncTestClient[Any], external_id: str
 ) -> None:
@@ -84,3 +82,27 @@ async def test_external_ids_that_could_not_be_addressed_are_refused(
         "/v1/customers", json={"external_id": external_id, "name": "n"}, headers=admin()
     )
     assert r.status_code == 400 and r.json()["error"]["param"] == "external_id"
+
+
+async def test_an_external_id_cannot_be_another_customers_id(
+    client: AsyncTestClient[Any],
+) -> None:
+    first = (
+        await client.post("/v1/customers", json={"external_id": "o1", "name": "n"}, headers=admin())
+    ).json()
+    r = await client.post(
+        "/v1/customers", json={"external_id": first["id"], "name": "n"}, headers=admin()
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "external_id"
+    second = (
+        await client.post("/v1/customers", json={"external_id": "o2", "name": "n"}, headers=admin())
+    ).json()
+    r = await client.patch(
+        f"/v1/customers/{second['id']}", json={"external_id": first["id"]}, headers=admin()
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "external_id"
+    # An external id that merely looks like one (the bench harness uses "cus_123") is fine.
+    r = await client.post(
+        "/v1/customers", json={"external_id": "cus_123", "name": "n"}, headers=admin()
+    )
+    assert r.status_code == 201
