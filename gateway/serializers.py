@@ -1,20 +1,28 @@
-"""API representations of stored rows. Money leaves here as exact JSON numbers."""
+"""API representations of stored rows. Money leaves here as exact JSON numbers (event
+data, a stored snapshot, keeps its historical float USD amounts)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from gateway.clock import iso_ms
 from gateway.db.models import ApiKey, Customer, WalletTransaction
-from gateway.ledger.amounts import nanos_to_json
+from gateway.ledger import (
+    BudgetCrossed,
+    EventFacts,
+    WalletCrossed,
+    WalletToppedUp,
+    nanos_to_decimal,
+    nanos_to_json,
+)
 
 
 def _markup(text: str | None) -> Any:
     if text is None:
         return None
-    import msgspec
-
     d = Decimal(text)
     return msgspec.Raw(format(d.normalize(), "f").encode())
 
@@ -65,13 +73,12 @@ def customer_to_api(
     return out
 
 
+def _usd_float(nanos: int | None) -> float | None:
+    return None if nanos is None else float(nanos_to_decimal(nanos))
+
+
 def customer_event_payload(c: Customer) -> dict[str, Any]:
     """The customer as embedded in event payloads (plain JSON types, stored in the event row)."""
-    from gateway.ledger.amounts import nanos_to_decimal
-
-    def usd(n: int | None) -> float | None:
-        return None if n is None else float(nanos_to_decimal(n))
-
     return {
         "id": c.id,
         "object": "customer",
@@ -79,12 +86,34 @@ def customer_event_payload(c: Customer) -> dict[str, Any]:
         "name": c.name,
         "email": c.email,
         "status": c.status,
-        "monthly_budget_usd": usd(c.monthly_budget_nanos),
+        "monthly_budget_usd": _usd_float(c.monthly_budget_nanos),
         "prepaid": bool(c.prepaid),
-        "low_balance_threshold_usd": usd(c.low_balance_threshold_nanos),
+        "low_balance_threshold_usd": _usd_float(c.low_balance_threshold_nanos),
         "stripe_customer_id": c.stripe_customer_id,
         "metadata": c.metadata or {},
     }
+
+
+def event_data(customer: Customer, facts: EventFacts) -> dict[str, Any]:
+    """A customer event's `data`, as stored in its row and delivered: the customer as it
+    was, then the event's own fields."""
+    data: dict[str, Any] = {"customer": customer_event_payload(customer)}
+    if isinstance(facts, BudgetCrossed):
+        cap, spent = facts.budget_nanos, facts.spent_nanos
+        data["period"] = facts.period
+        data["monthly_budget_usd"] = _usd_float(cap)
+        data["spent_usd"] = _usd_float(spent)
+        data["share"] = float(Decimal(spent) / Decimal(cap)) if cap else None
+        if facts.warning_share is not None:
+            data["warning_share"] = float(facts.warning_share)
+    elif isinstance(facts, WalletCrossed):
+        data["balance_usd"] = _usd_float(facts.balance_nanos)
+        data["low_balance_threshold_usd"] = _usd_float(facts.low_balance_threshold_nanos)
+    elif isinstance(facts, WalletToppedUp):
+        data["amount_usd"] = _usd_float(facts.amount_nanos)
+        data["balance_usd"] = _usd_float(facts.balance_nanos)
+        data["transaction_id"] = facts.transaction_id
+    return data
 
 
 def transaction_to_api(t: WalletTransaction) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from gateway.services.wallets import WalletService
 from gateway.stripe_sync import StripeSyncService
 from gateway.tasks import BackgroundTasks
 from gateway.webhooks.delivery import DeliveryWorker
+from gateway.webhooks.outbox import Outbox
 from gateway.webhooks.service import WebhookService
 
 log = logging.getLogger("ringside.wiring")
@@ -130,18 +131,31 @@ def build_gateway(
     admin_key: str,
     bus: EventBus | None = None,
     clock: Clock = utcnow,
+    wall_clock: Clock = utcnow,
 ) -> Gateway:
+    """`clock` is the business clock (months, holds, money rows); `wall_clock` runs what
+    waits real time or coordinates live processes (webhook retries, leases, idempotency
+    windows). Tests move `clock` and leave `wall_clock` alone: see `gateway.clock`."""
     bus = bus or EventBus()
     tasks = BackgroundTasks()
-    ledger = Ledger(db, settings, bus, clock)
+    # Events the ledger records are fanned out to webhook endpoints in the same transaction.
+    outbox = Outbox(wall_clock)
+    ledger = Ledger(db, settings, bus, clock, outbox=outbox)
     prices = PriceBook(settings)
     holds = HoldKeeper(ledger)
     providers = ProviderRegistry(settings, lambda p, m: _max_output_tokens(settings, prices, p, m))
-    idempotency = Idempotency(db)
+    idempotency = Idempotency(db, wall_clock)
     customers = CustomerService(db, ledger, bus, idempotency, clock)
-    worker = DeliveryWorker(db, settings.webhooks, bus, background=tasks)
+    worker = DeliveryWorker(
+        db, settings.webhooks, bus, background=tasks, clock=wall_clock, outbox=outbox
+    )
     webhooks = WebhookService(
-        db, settings.webhooks, bus, worker, resolve_customer=ledger.resolve_customer
+        db,
+        settings.webhooks,
+        bus,
+        worker,
+        resolve_customer=ledger.resolve_customer,
+        clock=wall_clock,
     )
 
     async def store_stripe_id(customer_id: str, stripe_id: str) -> None:
@@ -151,6 +165,7 @@ def build_gateway(
         settings.stripe,
         db=db,
         clock=clock,
+        wall_clock=wall_clock,
         bus=bus,
         tasks=tasks,
         resolve_customer=ledger.resolve_customer,

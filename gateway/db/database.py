@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee
@@ -38,7 +38,23 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 _ACTIVE: Database | None = None
 
 
+def tuples(query: Any) -> list[tuple[Any, ...]]:
+    """A select's rows as plain tuples (peewee's stubs type `.tuples()` rows as models)."""
+    return [tuple(row) for row in query.tuples()]
+
+
+class Cursor(Protocol):
+    """The DB-API cursor peewee's `execute_sql` answers (sqlite3's or psycopg's)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+
+
 class Database:
+    _closed: bool
+
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 8) -> None:
         self.url = url
         parsed = urlparse(url)
@@ -69,7 +85,8 @@ class Database:
             self._readers = ThreadPoolExecutor(2, thread_name_prefix="ringside-db-reader")
         else:
             self.path = None
-            query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+            # Other query parameters go to libpq as they are (sslmode=..., ...).
+            query: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
             connect_timeout = int(query.pop("connect_timeout", "3"))
             self.peewee = peewee.PostgresqlDatabase(
                 unquote(parsed.path.lstrip("/")),

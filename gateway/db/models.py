@@ -7,6 +7,9 @@ SQLite and PostgreSQL; ids are prefixed strings.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import peewee as pw
 
 database_proxy = pw.DatabaseProxy()
@@ -15,14 +18,10 @@ database_proxy = pw.DatabaseProxy()
 class JSONText(pw.TextField):
     """JSON stored as text, portable across SQLite and PostgreSQL."""
 
-    def db_value(self, value):  # type: ignore[no-untyped-def]
-        import json
-
+    def db_value(self, value: Any) -> str | None:
         return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
 
-    def python_value(self, value):  # type: ignore[no-untyped-def]
-        import json
-
+    def python_value(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
 
 

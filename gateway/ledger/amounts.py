@@ -43,6 +43,15 @@ def nanos_to_header(nanos: int) -> str:
     return nanos_to_text(nanos)
 
 
+def nanos_to_dollars(nanos: int) -> str:
+    """For sentences: at least two decimals, as many as needed beyond ("1.50", "0.000125")."""
+    text = nanos_to_text(nanos)
+    if "." not in text:
+        return text + ".00"
+    whole, frac = text.split(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
 def parse_usd(value: Any) -> Decimal | None:
     """A JSON number (int or Decimal, as decoded) as a finite Decimal, or None if it is not one."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal):

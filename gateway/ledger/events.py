@@ -1,84 +1,83 @@
 """Durable business events, recorded inside the money transaction that caused them.
 
-`record_event` must be called inside an open write transaction: the event row and its
-webhook outbox rows (one per subscribed endpoint) commit or roll back with the money.
+The ledger records what happened - the `Event` row, with the facts in nano-USD - and
+hands it to an `EventOutbox` inside the same open write transaction. The outbox (the
+webhooks package, wired in `gateway.wiring`) says how the event reads on the wire and
+queues its deliveries, so the event, its outbox rows and the money commit or roll back
+together: a crash can lose none of them.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
 
-from gateway.db.models import Customer, Event, WebhookDelivery, WebhookEndpoint
+from gateway.db.models import Customer, Event
+from gateway.event_types import EventType, event_to_payload
 from gateway.ids import new_id
-from gateway.serializers import customer_event_payload
-
-EVENT_TYPES = (
-    "budget.warning",
-    "budget_exceeded",
-    "wallet.low",
-    "wallet.empty",
-    "wallet.topped_up",
-)
-# Operator-visible events that are not about a customer.
-SYSTEM_EVENT_TYPES = ("webhook_endpoint.disabled",)
-ALL_EVENT_TYPES = EVENT_TYPES + SYSTEM_EVENT_TYPES
 
 
-def record_event(
-    type_: str, customer: Customer | None, data: dict[str, Any], *, now_ms: int | None = None
-) -> dict[str, Any]:
-    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    payload_data = dict(data)
-    if customer is not None:
-        payload_data = {"customer": customer_event_payload(customer), **payload_data}
-    event = Event.create(
-        id=new_id("evt"),
-        type=type_,
-        customer_id=customer.id if customer is not None else None,
-        data=payload_data,
-        created_ms=now_ms,
-    )
-    enqueue_deliveries(event, now_ms)
-    return event_to_payload(event)
+@dataclass(frozen=True)
+class BudgetCrossed:
+    """budget.warning / budget_exceeded: the month's spend reached a share of the cap."""
+
+    period: str
+    budget_nanos: int  # the customer's cap (0 if it has none any more)
+    spent_nanos: int
+    warning_share: Decimal | None = None  # budget.warning only
 
 
-def enqueue_deliveries(event: Event, now_ms: int) -> int:
-    """One outbox row per endpoint subscribed to the event's type (None = all).
+@dataclass(frozen=True)
+class WalletCrossed:
+    """wallet.low / wallet.empty: the balance fell through a threshold."""
 
-    Disabled endpoints get their rows too: the worker holds them back and enabling the
-    endpoint sends them, so disabling never loses an event (deleting an endpoint does).
-    Delivery is scheduled on the wall clock, whatever clock stamped the event, so an event
-    recorded under a test's moved clock is still due at once.
-    """
-    wall_ms = int(time.time() * 1000)
-    rows = []
-    for ep in WebhookEndpoint.select().where(WebhookEndpoint.deleted_ms.is_null()):
-        if ep.events and event.type not in ep.events:
-            continue
-        rows.append(
-            {
-                "id": new_id("whd"),
-                "event_id": event.id,
-                "endpoint_id": ep.id,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_ms": min(now_ms, wall_ms),
-                "created_ms": wall_ms,
-                "window_start_ms": wall_ms,
-            }
+    balance_nanos: int
+    low_balance_threshold_nanos: int | None
+
+
+@dataclass(frozen=True)
+class WalletToppedUp:
+    amount_nanos: int
+    balance_nanos: int
+    transaction_id: str
+
+
+EventFacts = BudgetCrossed | WalletCrossed | WalletToppedUp
+# Recorded events' payloads, published on the bus once their transaction has committed.
+Payloads = list[dict[str, Any]]
+
+
+class EventOutbox(Protocol):
+    """Where a recorded event goes next. Both methods run inside the write transaction
+    that records the event, so whatever they write commits or rolls back with it."""
+
+    def event_data(self, type_: EventType, customer: Customer, facts: EventFacts) -> dict[str, Any]:
+        """The event's `data` as stored and delivered."""
+        ...
+
+    def on_event_recorded(self, event: Event, now_ms: int) -> None:
+        """Queue the event's deliveries."""
+        ...
+
+
+class EventRecorder:
+    def __init__(self, outbox: EventOutbox) -> None:
+        self.outbox = outbox
+
+    def record(
+        self, type_: EventType, customer: Customer, facts: EventFacts, now_ms: int
+    ) -> dict[str, Any]:
+        """Record one event about `customer`; call inside an open write transaction.
+
+        Returns the event's payload, for the bus once the transaction has committed.
+        """
+        event = Event.create(
+            id=new_id("evt"),
+            type=type_.value,
+            customer_id=customer.id,
+            data=self.outbox.event_data(type_, customer, facts),
+            created_ms=now_ms,
         )
-    if rows:
-        WebhookDelivery.insert_many(rows).execute()
-    return len(rows)
-
-
-def event_to_payload(event: Event) -> dict[str, Any]:
-    """The wire payload: {id, object, type, created, data}."""
-    return {
-        "id": event.id,
-        "object": "event",
-        "type": event.type,
-        "created": event.created_ms // 1000,
-        "data": event.data,
-    }
+        self.outbox.on_event_recorded(event, now_ms)
+        return event_to_payload(event)

@@ -7,18 +7,19 @@
 The stored response is written in the same transaction as the operation's own writes,
 so a crash can never leave a top-up applied without its replayable answer (or the
 reverse). A key whose first request died mid-way unlocks after LOCK_MS and runs again.
+Both windows are real time: the gateway passes its wall clock (see `gateway.clock`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
+from gateway.clock import Clock, now_ms, utcnow
 from gateway.db.database import UNAVAILABLE_ERRORS, Database
 from gateway.db.models import IdempotencyRecord
 from gateway.errors import (
@@ -34,6 +35,8 @@ KEEP_MS = 24 * 3600 * 1000  # keys are honoured for at least 24 hours (Stripe's 
 LOCK_MS = 60 * 1000
 MAX_KEY_LEN = 255
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class StoredResponse:
@@ -43,8 +46,9 @@ class StoredResponse:
 
 
 class Idempotency:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock = utcnow) -> None:
         self.db = db
+        self.clock = clock
 
     async def run(
         self,
@@ -77,7 +81,7 @@ class Idempotency:
             raise
         return StoredResponse(status, body, False)
 
-    async def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             return await self.db.write(fn, *args)
         except UNAVAILABLE_ERRORS:
@@ -90,7 +94,7 @@ class Idempotency:
             return operation()
 
     def _claim(self, key: str, scope: str, digest: str) -> StoredResponse | None:
-        now = _now_ms()
+        now = now_ms(self.clock)
         with self.db.tx():
             rec = IdempotencyRecord.get_or_none(
                 IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
@@ -120,6 +124,8 @@ class Idempotency:
             if rec.request_hash != digest:
                 raise IdempotencyKeyReused()
             if rec.status == "done":
+                # Written together with status "done" (`_execute`).
+                assert rec.response_status is not None and rec.response_body is not None
                 return StoredResponse(rec.response_status, rec.response_body.encode(), True)
             if rec.locked_until_ms > now:
                 raise IdempotencyKeyInProgress()
@@ -148,9 +154,9 @@ class Idempotency:
 
     def purge_expired_sync(self) -> int:
         with self.db.tx():
-            return (
+            return int(
                 IdempotencyRecord.delete()
-                .where(IdempotencyRecord.created_ms < _now_ms() - 2 * KEEP_MS)
+                .where(IdempotencyRecord.created_ms < now_ms(self.clock) - 2 * KEEP_MS)
                 .execute()
             )
 
@@ -164,10 +170,6 @@ def _canonical(raw: bytes) -> bytes:
 
 
 _sorted_encoder = msgspec.json.Encoder(decimal_format="number", order="sorted")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 __all__ = ["ApiError", "Idempotency", "StoredResponse"]

@@ -73,12 +73,13 @@ class Charge:
 
 
 def _max_rate(value: Any) -> Decimal:
+    """The highest rate of a catalog price: a Decimal, or tiered (`base` and `tiers`)."""
     if isinstance(value, Decimal):
         return value
     base = getattr(value, "base", None)
     tiers = getattr(value, "tiers", None) or []
-    rates = [base, *(t.price for t in tiers)]
-    return max(r for r in rates if r is not None)
+    rates: list[Decimal] = [r for r in (base, *(t.price for t in tiers)) if r is not None]
+    return max(rates)
 
 
 @dataclass(frozen=True)

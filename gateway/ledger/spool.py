@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.ledger.types import Endpoint, OutcomeStatus
+
 log = logging.getLogger("ringside.spool")
 
 
@@ -33,9 +35,9 @@ class SettleRecord:
     started_ms: int
     provider: str
     model: str
-    endpoint: str
+    endpoint: Endpoint
     stream: bool
-    status: str
+    status: OutcomeStatus
     http_status: int
     error_code: str | None
     latency_ms: int

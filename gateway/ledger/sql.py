@@ -8,9 +8,10 @@ written once here, in SQL that SQLite (>= 3.35, for RETURNING) and PostgreSQL sh
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway.db.database import Database
+from gateway.db.database import Cursor, Database
 from gateway.db.models import Customer
 
 _CUSTOMER_COLUMNS = ", ".join(f'"{f.column_name}"' for f in Customer._meta.sorted_fields)
@@ -88,6 +89,8 @@ STATEMENTS = {
     ),
 }
 
+_ExecuteSql = Callable[[str, Sequence[Any]], Cursor]
+
 # Row locks for the read-then-guarded-update sequences (PostgreSQL; SQLite's
 # BEGIN IMMEDIATE already serialises writers).
 _LOCKED = ("period_select", "wallet_select")
@@ -108,11 +111,12 @@ class HotSql:
                     text += " FOR UPDATE"
             self.sql[name] = text
 
-    def execute(self, name: str, *params: Any) -> Any:
-        return self.db.peewee.execute_sql(self.sql[name], params)
+    def execute(self, name: str, *params: Any) -> Cursor:
+        execute_sql: _ExecuteSql = self.db.peewee.execute_sql  # untyped in peewee's stubs
+        return execute_sql(self.sql[name], params)
 
     def one(self, name: str, *params: Any) -> tuple[Any, ...] | None:
-        return self.execute(name, *params).fetchone()  # type: ignore[no-any-return]
+        return self.execute(name, *params).fetchone()
 
     def rowcount(self, name: str, *params: Any) -> int:
         return int(self.execute(name, *params).rowcount)

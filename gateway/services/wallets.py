@@ -6,8 +6,7 @@ from typing import Any
 
 from gateway.events import EventBus
 from gateway.jsoncodec import encode
-from gateway.ledger import Idempotency, Ledger, StoredResponse, validate_topup_amount
-from gateway.ledger.amounts import nanos_to_json
+from gateway.ledger import Idempotency, Ledger, StoredResponse, nanos_to_json
 from gateway.serializers import transaction_to_api
 from gateway.services import validation as v
 
@@ -32,7 +31,7 @@ class WalletService:
             from gateway.errors import InvalidAmount
 
             raise InvalidAmount("Missing required parameter: amount_usd.", param="amount_usd")
-        nanos = validate_topup_amount(body["amount_usd"])
+        nanos = v.topup_amount(body["amount_usd"])
         description = v.string(body, "description", max_len=500)
         published: list[dict[str, Any]] = []
 

@@ -12,10 +12,13 @@ import contextlib
 import logging
 import weakref
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import stripe
+
+if TYPE_CHECKING:
+    from stripe.params import CustomerCreateParams
 
 log = logging.getLogger("ringside.stripe")
 
@@ -176,13 +179,12 @@ class StripeApi:
     async def create_customer(
         self, *, name: str, email: str | None, metadata: dict[str, str], idempotency_key: str
     ) -> str:
-        params: dict[str, Any] = {"name": name, "metadata": metadata}
+        params: CustomerCreateParams = {"name": name, "metadata": metadata}
         if email:
             params["email"] = email
         try:
             customer = await self._stripe().v1.customers.create_async(
-                params,  # type: ignore[arg-type]
-                {"idempotency_key": idempotency_key},
+                params, {"idempotency_key": idempotency_key}
             )
         except Exception as exc:
             raise classify(exc) from exc

@@ -25,7 +25,6 @@ import os
 import random
 import socket
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,8 +33,8 @@ from typing import Any
 
 import peewee as pw
 
-from gateway.clock import Clock, iso_ms, to_ms
-from gateway.db.database import Database
+from gateway.clock import Clock, iso_ms, to_ms, utcnow
+from gateway.db.database import Database, tuples
 from gateway.db.models import Customer, Lease, UsageDaily
 from gateway.events import EventBus
 from gateway.ids import new_id
@@ -250,6 +249,7 @@ class SyncEngine:
         *,
         db: Database,
         clock: Clock,
+        wall_clock: Clock = utcnow,
         bus: EventBus,
         unit: str,
         event_name: str,
@@ -260,7 +260,8 @@ class SyncEngine:
         store_stripe_id: Callable[[str, str], Awaitable[Any]] | None = None,
     ) -> None:
         self.db = db
-        self.clock = clock
+        self.clock = clock  # Stripe's windows, days, the rows' timestamps
+        self.wall_clock = wall_clock  # the lease, which is about live processes
         self.bus = bus
         self.unit = UNITS[unit]
         self.event_name = event_name
@@ -808,7 +809,7 @@ class SyncEngine:
 
     def _store_stripe_id_sync(self, customer_id: str, stripe_id: str) -> None:
         with self.db.tx():
-            Customer.update(stripe_customer_id=stripe_id, updated_ms=int(time.time() * 1000)).where(
+            Customer.update(stripe_customer_id=stripe_id, updated_ms=to_ms(self.clock())).where(
                 Customer.id == customer_id,
                 Customer.stripe_customer_id.is_null() | (Customer.stripe_customer_id == ""),
             ).execute()
@@ -832,19 +833,19 @@ class SyncEngine:
             )
 
     # ------------------------------------------------------------------ lease
-    # Wall time, not the injectable clock: the lease is about live processes.
+    # The wall clock, not the business clock: the lease is about live processes.
     def _acquire_lease_sync(self, holder: str) -> bool:
-        now_ms = int(time.time() * 1000)
+        now = to_ms(self.wall_clock())
         with self.db.tx():
             taken = (
-                Lease.update(holder=holder, expires_ms=now_ms + LEASE_TTL_MS)
-                .where(Lease.name == LEASE_NAME, Lease.expires_ms < now_ms)
+                Lease.update(holder=holder, expires_ms=now + LEASE_TTL_MS)
+                .where(Lease.name == LEASE_NAME, Lease.expires_ms < now)
                 .execute()
             )
             if taken:
                 return True
             inserted = (
-                Lease.insert(name=LEASE_NAME, holder=holder, expires_ms=now_ms + LEASE_TTL_MS)
+                Lease.insert(name=LEASE_NAME, holder=holder, expires_ms=now + LEASE_TTL_MS)
                 .on_conflict_ignore()
                 .execute()
             )
@@ -855,10 +856,10 @@ class SyncEngine:
             return row is not None and row.holder == holder
 
     def _renew_lease_sync(self, holder: str) -> bool:
-        now_ms = int(time.time() * 1000)
+        now = to_ms(self.wall_clock())
         with self.db.tx():
             return (
-                Lease.update(expires_ms=now_ms + LEASE_TTL_MS)
+                Lease.update(expires_ms=now + LEASE_TTL_MS)
                 .where(Lease.name == LEASE_NAME, Lease.holder == holder)
                 .execute()
                 == 1
@@ -890,11 +891,6 @@ def _uncertain_failure(batch: StripeBatch) -> StripeFailure:
 
 
 # ---------------------------------------------------------------------- shared reads
-
-
-def tuples(query: Any) -> list[tuple[Any, ...]]:
-    """Rows as plain tuples (peewee's stubs type `.tuples()` rows as model instances)."""
-    return [tuple(row) for row in query.tuples()]
 
 
 def rollups_by_day(customer_id: str) -> dict[str, Usage]:

@@ -10,9 +10,9 @@ from typing import Any
 
 import peewee as pw
 
-from gateway.clock import Clock, iso_ms, to_ms
+from gateway.clock import Clock, iso_ms, to_ms, utcnow
 from gateway.config import StripeSettings
-from gateway.db.database import Database
+from gateway.db.database import Database, tuples
 from gateway.db.models import Customer, UsageDaily
 from gateway.errors import InvalidRequest
 from gateway.events import EventBus
@@ -26,7 +26,6 @@ from gateway.stripe_sync.engine import (
     SyncEngine,
     Usage,
     day_end_s,
-    tuples,
 )
 from gateway.stripe_sync.errors import (
     StripeBatchNotFound,
@@ -58,6 +57,7 @@ class StripeSyncService:
         *,
         db: Database,
         clock: Clock,
+        wall_clock: Clock = utcnow,
         bus: EventBus,
         tasks: BackgroundTasks,
         resolve_customer: Callable[[str], Customer],
@@ -76,6 +76,7 @@ class StripeSyncService:
         self.engine = SyncEngine(
             db=db,
             clock=clock,
+            wall_clock=wall_clock,
             bus=bus,
             unit=settings.value,
             event_name=settings.meter_event_name,
@@ -340,7 +341,7 @@ class StripeSyncService:
         B = StripeBatch
         q = B.select()
         if customer_ref:
-            q = q.where(B.customer_id == self.ledger.resolve_customer(customer_ref).id)
+            q = q.where(B.customer_id == self._resolve_customer(customer_ref).id)
         if state:
             if state not in BATCH_STATES:
                 raise InvalidRequest(

@@ -33,22 +33,23 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import peewee as pw
 
 from gateway import __version__
-from gateway.clock import iso_ms
+from gateway.clock import Clock, iso_ms, now_ms, utcnow
 from gateway.config import WebhookSettings
 from gateway.db.database import UNAVAILABLE_ERRORS, Database
 from gateway.db.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from gateway.event_types import EventType, event_to_payload
 from gateway.events import EventBus
 from gateway.ids import new_id
 from gateway.jsoncodec import encode
-from gateway.ledger.events import event_to_payload, record_event
 from gateway.tasks import BackgroundTasks
 from gateway.webhooks import urlpolicy
+from gateway.webhooks.outbox import Outbox
 from gateway.webhooks.signing import signed_headers
 
 log = logging.getLogger("ringside.webhooks")
@@ -72,10 +73,6 @@ class _QuietWebhookRequests(logging.Filter):
 _httpx_log = logging.getLogger("httpx")
 if not any(isinstance(f, _QuietWebhookRequests) for f in _httpx_log.filters):
     _httpx_log.addFilter(_QuietWebhookRequests())
-
-
-def wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def backoff_ms(attempts: int, initial_s: float, rng: random.Random | None = None) -> int:
@@ -112,11 +109,15 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
 @dataclass(frozen=True)
 class Recorded:
     """What the attempt changed: for the bus, and for re-arming the wake-up timer."""
 
-    status: str  # delivered | pending | failed | lost (another worker owns the row now)
+    # "lost": another worker owns the row now, this attempt changed nothing.
+    status: DeliveryStatus | Literal["lost"]
     next_attempt_ms: int | None
     events: list[dict[str, Any]]
     backlog_released: bool = False  # a recovered endpoint's waiting deliveries are due now
@@ -132,8 +133,11 @@ class DeliveryWorker:
         background: BackgroundTasks | None = None,
         capacity: int = 32,
         instance_id: str | None = None,
-        now_ms: Callable[[], int] = wall_ms,
+        clock: Clock = utcnow,
+        outbox: Outbox | None = None,
     ) -> None:
+        """`clock` is the wall clock: due times, backoff, leases and `disable_after_h`
+        are real time (see `gateway.clock`). `outbox` records the endpoint-disabled event."""
         self.db = db
         self.settings = settings
         self.bus = bus
@@ -141,7 +145,8 @@ class DeliveryWorker:
         self.instance_id = instance_id or (
             f"{socket.gethostname()[:24]}-{os.getpid()}-{secrets.token_hex(4)}"
         )
-        self.now_ms = now_ms
+        self.clock = clock
+        self.outbox = outbox if outbox is not None else Outbox(clock)
         self.lease_ms = int((settings.timeout_s * 2 + 5) * 1000)
         self._background = background if background is not None else BackgroundTasks()
         self._tokens = itertools.count(1)
@@ -156,6 +161,9 @@ class DeliveryWorker:
         self._client: httpx.AsyncClient | None = None
         self._kick: asyncio.Task[Any] | None = None
         self._recovered = False
+
+    def _now_ms(self) -> int:
+        return now_ms(self.clock)
 
     # ------------------------------------------------------------------ lifecycle
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -241,7 +249,7 @@ class DeliveryWorker:
         it belongs to a process that died mid-send (SIGKILL): release them now rather than
         make those deliveries wait for the lease to lapse. (On PostgreSQL a lease may belong
         to a live instance, so there it lapses on its own.)"""
-        now = self.now_ms()
+        now = self._now_ms()
         D = WebhookDelivery
         with self.db.tx():
             return int(
@@ -259,7 +267,7 @@ class DeliveryWorker:
                     log.warning("released %d webhook delivery lease(s) of a dead process", released)
         # A read first: an idle poll must not take SQLite's write lock every second.
         next_due = await self.db.read(self._next_due_sync)
-        if next_due is None or next_due > self.now_ms():
+        if next_due is None or next_due > self._now_ms():
             if next_due is not None:
                 self._arm(next_due)
             return 0
@@ -280,12 +288,12 @@ class DeliveryWorker:
             next_due = await self.db.read(self._next_due_sync)
             # Only a future time arms the timer: rows due now but not claimable (a race
             # with another instance) wait for the poll instead of spinning.
-            if next_due is not None and next_due > self.now_ms():
+            if next_due is not None and next_due > self._now_ms():
                 self._arm(next_due)
         return started
 
     def _claim_sync(self, limit: int) -> list[Claim]:
-        now = self.now_ms()
+        now = self._now_ms()
         token = f"{self.instance_id}:{next(self._tokens)}"
         D, E = WebhookDelivery, WebhookEndpoint
         due = (
@@ -347,7 +355,7 @@ class DeliveryWorker:
             D.select(pw.fn.MIN(D.next_attempt_ms))
             .where(
                 D.status == "pending",
-                D.locked_until_ms <= self.now_ms(),
+                D.locked_until_ms <= self._now_ms(),
                 D.endpoint_id.in_(_live_endpoint_ids()),
             )
             .scalar()
@@ -359,7 +367,7 @@ class DeliveryWorker:
         loop = self._loop
         if loop is None or self._stopped:
             return
-        delay = max(0.0, (due_ms - self.now_ms()) / 1000)
+        delay = max(0.0, (due_ms - self._now_ms()) / 1000)
         if delay >= self.settings.poll_interval_s:
             return
         at = loop.time() + delay
@@ -453,7 +461,9 @@ class DeliveryWorker:
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
-            **signed_headers(claim.secrets, claim.event_id, claim.body),
+            **signed_headers(
+                claim.secrets, claim.event_id, claim.body, timestamp=self._now_ms() // 1000
+            ),
         }
         extensions: dict[str, Any] = {}
         if target.ip is None:
@@ -518,7 +528,7 @@ class DeliveryWorker:
         raise AssertionError("unreachable")
 
     def _record_sync(self, claim: Claim, result: AttemptResult) -> Recorded:
-        now = self.now_ms()
+        now = self._now_ms()
         D, E = WebhookDelivery, WebhookEndpoint
         events: list[dict[str, Any]] = []
         with self.db.tx():
@@ -567,7 +577,7 @@ class DeliveryWorker:
             attempts = claim.attempts + 1
             next_ms = now + backoff_ms(attempts, self.settings.initial_retry_delay_s)
             give_up = next_ms > claim.window_start_ms + int(self.settings.max_retry_age_h * 3.6e6)
-            status = "failed" if give_up else "pending"
+            status: DeliveryStatus = "failed" if give_up else "pending"
             changed = (
                 D.update(
                     {
@@ -618,9 +628,8 @@ class DeliveryWorker:
         if not changed:
             return []
         log.warning("webhook endpoint %s disabled: %s", ep.id, reason)
-        event = record_event(
-            "webhook_endpoint.disabled",
-            None,
+        event = self.outbox.record_operator_event(
+            EventType.WEBHOOK_ENDPOINT_DISABLED,
             {
                 "webhook_endpoint": {
                     "id": ep.id,
@@ -631,13 +640,12 @@ class DeliveryWorker:
                 "reason": reason,
                 "failing_since": iso_ms(ep.failing_since_ms),
             },
-            now_ms=now,
+            now,
+            # The notice is for the operator's other endpoints, not the one that stopped
+            # listening.
+            skip_endpoint=ep.id,
         )
-        # The notice is for the operator's other endpoints, not the one that stopped listening.
-        WebhookDelivery.delete().where(
-            WebhookDelivery.event_id == event["id"], WebhookDelivery.endpoint_id == ep.id
-        ).execute()
-        return [event]
+        return [event_to_payload(event)]
 
 
 def lock_endpoint(db: Database, endpoint_id: str) -> WebhookEndpoint | None:
@@ -646,7 +654,7 @@ def lock_endpoint(db: Database, endpoint_id: str) -> WebhookEndpoint | None:
     query = WebhookEndpoint.select().where(WebhookEndpoint.id == endpoint_id)
     if not db.is_sqlite:
         query = query.for_update()
-    return query.first()  # type: ignore[no-any-return]
+    return query.get_or_none()
 
 
 def _live_endpoint_ids() -> Any:

@@ -53,6 +53,8 @@ class ListenServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{port}/"
 
     def handle_delivery(self, headers: dict[str, str], body: bytes) -> int:

@@ -5,24 +5,23 @@ this service only changes the outbox and wakes the worker.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import peewee as pw
 
-from gateway.clock import iso_ms, to_ms
+from gateway.clock import Clock, iso_ms, now_ms, to_ms, utcnow
 from gateway.config import WebhookSettings
-from gateway.db.database import Database
+from gateway.db.database import Database, tuples
 from gateway.db.models import Customer, Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from gateway.errors import InvalidRequest
+from gateway.event_types import ALL_EVENT_TYPES, event_to_payload
 from gateway.events import EventBus
 from gateway.ids import new_id
-from gateway.ledger.events import ALL_EVENT_TYPES, event_to_payload
 from gateway.services import validation as v
 from gateway.webhooks import urlpolicy
-from gateway.webhooks.delivery import DeliveryWorker, lock_endpoint
+from gateway.webhooks.delivery import DeliveryStatus, DeliveryWorker, lock_endpoint
 from gateway.webhooks.errors import (
     EventNotFound,
     WebhookDeliveryNotFound,
@@ -35,12 +34,7 @@ CREATE_FIELDS = {"url", "events", "description", "enabled"}
 UPDATE_FIELDS = CREATE_FIELDS
 DEFAULT_GRACE_S = 24 * 3600  # how long the old secret keeps signing after a rotation
 MAX_GRACE_S = 7 * 24 * 3600
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
-
-
-def wall_ms() -> int:
-    return int(time.time() * 1000)
-
+DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = get_args(DeliveryStatus)
 
 # ---------------------------------------------------------------------------- views
 
@@ -135,11 +129,14 @@ class WebhookService:
         worker: DeliveryWorker,
         *,
         resolve_customer: Callable[[str], Customer],
+        clock: Clock = utcnow,
     ) -> None:
+        """`clock` is the wall clock the worker schedules by (see `gateway.clock`)."""
         self.db = db
         self.settings = settings
         self.bus = bus
         self.worker = worker
+        self.clock = clock
         self._resolve_customer = resolve_customer
 
     async def aclose(self) -> None:
@@ -164,7 +161,7 @@ class WebhookService:
     def _create_sync(
         self, url: str, events: list[str] | None, description: str | None, enabled: bool
     ) -> dict[str, Any]:
-        now = wall_ms()
+        now = now_ms(self.clock)
         with self.db.tx():
             ep = WebhookEndpoint.create(
                 id=new_id("whe"),
@@ -221,13 +218,12 @@ class WebhookService:
         if not endpoint_ids:
             return {}
         D = WebhookDelivery
-        rows = (
-            D.select(D.endpoint_id, pw.fn.COUNT(D.id).alias("n"))
+        rows = tuples(
+            D.select(D.endpoint_id, pw.fn.COUNT(D.id))
             .where(D.endpoint_id.in_(endpoint_ids), D.status == "pending")
             .group_by(D.endpoint_id)
-            .tuples()
         )
-        return {endpoint_id: n for endpoint_id, n in rows}
+        return {endpoint_id: int(n) for endpoint_id, n in rows}
 
     async def retrieve_endpoint(self, endpoint_id: str) -> dict[str, Any]:
         return await self.db.read(self._retrieve_endpoint_sync, endpoint_id)
@@ -260,7 +256,7 @@ class WebhookService:
     def _update_sync(
         self, endpoint_id: str, changes: dict[Any, Any], enabled: bool | None
     ) -> dict[str, Any]:
-        now = wall_ms()
+        now = now_ms(self.clock)
         with self.db.tx():
             ep = _live_endpoint(endpoint_id, db=self.db)
             if enabled is not None and enabled != bool(ep.enabled):
@@ -283,7 +279,7 @@ class WebhookService:
         return out
 
     def _delete_sync(self, endpoint_id: str) -> dict[str, Any]:
-        now = wall_ms()
+        now = now_ms(self.clock)
         with self.db.tx():
             ep = _live_endpoint(endpoint_id, db=self.db)
             WebhookEndpoint.update(deleted_ms=now, enabled=False, updated_ms=now).where(
@@ -313,7 +309,7 @@ class WebhookService:
         return out
 
     def _rotate_sync(self, endpoint_id: str, grace_s: int) -> dict[str, Any]:
-        now = wall_ms()
+        now = now_ms(self.clock)
         with self.db.tx():
             ep = _live_endpoint(endpoint_id, db=self.db)
             WebhookEndpoint.update(
@@ -421,7 +417,7 @@ class WebhookService:
         return out
 
     def _retry_event_sync(self, event_id: str, endpoint_id: str | None) -> int:
-        now = wall_ms()
+        now = now_ms(self.clock)
         with self.db.tx():
             event = Event.get_or_none(Event.id == event_id)
             if event is None:
@@ -472,7 +468,7 @@ class WebhookService:
         return out
 
     def _retry_delivery_sync(self, delivery_id: str) -> dict[str, Any]:
-        now = wall_ms()
+        now = now_ms(self.clock)
         with self.db.tx():
             d = WebhookDelivery.get_or_none(WebhookDelivery.id == delivery_id)
             if d is None:

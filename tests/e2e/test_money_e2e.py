@@ -214,8 +214,13 @@ async def test_long_call_keeps_its_hold_past_the_ttl(
     h = server.headers()
     cus = await make_customer(server.base_url, h, budget_usd=1)
     async with httpx.AsyncClient(base_url=server.base_url, headers=h, timeout=30) as c:
-        call = asyncio.create_task(c.post("/v1/chat/completions", json=body(5, 5, "[sleep=4]"),
-                                          headers={"FC-Customer": cus["id"]}))
+        call = asyncio.create_task(
+            c.post(
+                "/v1/chat/completions",
+                json=body(5, 5, "[sleep=4]"),
+                headers={"FC-Customer": cus["id"]},
+            )
+        )
         await asyncio.sleep(3.2)  # past the TTL: only renewal keeps the hold alive
         mid = (await c.get(f"/v1/customers/{cus['id']}")).json()
         assert mid["budget"]["held_usd"] > 0

@@ -96,7 +96,7 @@ async def test_replay_of_an_already_recorded_settlement_is_a_no_op(gateway_facto
             headers=admin(),
         )
         cid = r.json()["id"]
-        from gateway.ledger.ledger import CallEstimate, Outcome
+        from gateway.ledger import CallEstimate, Outcome
         from gateway.tokens import TokenUsage
 
         est = CallEstimate(

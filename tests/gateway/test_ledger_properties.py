@@ -19,9 +19,9 @@ from gateway.db.migrate import migrate
 from gateway.db.models import BudgetPeriod, Customer, Hold, RequestLog, Wallet, WalletTransaction
 from gateway.errors import ApiError
 from gateway.events import EventBus
-from gateway.ledger.ledger import CallEstimate, Ledger, Outcome, Reservation
-from gateway.ledger.prices import PriceBook
+from gateway.ledger import CallEstimate, Ledger, Outcome, PriceBook, Reservation
 from gateway.tokens import TokenUsage
+from gateway.webhooks.outbox import Outbox
 from tests.conftest import MutableClock
 
 CONFIG = """
@@ -56,7 +56,7 @@ def make_machine(s: Any, db: Database) -> type[RuleBasedStateMachine]:
         def __init__(self) -> None:
             super().__init__()
             self.clock = MutableClock()
-            self.ledger = Ledger(db, s, EventBus(), self.clock)
+            self.ledger = Ledger(db, s, EventBus(), self.clock, outbox=Outbox())
             self.rates = PriceBook(s).rates("mock", "mock-fast")
             self.cid = f"cus_prop{next(_ids)}"
             now = 0
@@ -85,7 +85,7 @@ def make_machine(s: Any, db: Database) -> type[RuleBasedStateMachine]:
             est = CallEstimate(
                 "mock", "mock-fast", "chat", False, self.rates, input_bound, max_tokens
             )
-            result, _ = self.ledger._reserve_sync(self.cid, est)
+            result, _ = self.ledger.reserve_sync(self.cid, est)
             if isinstance(result, ApiError):
                 assert result.status == 402
                 return None

@@ -169,7 +169,7 @@ async def test_concurrent_calls_never_overspend(app: Any) -> None:
 async def test_lapsed_holds_are_swept(app: Any, clock: Any) -> None:
     gw = app.gw
     cus = await customer(app, budget_usd=1)
-    from gateway.ledger.ledger import CallEstimate
+    from gateway.ledger import CallEstimate
 
     rates = gw.prices.rates("mock", "mock-fast")
     est = CallEstimate("mock", "mock-fast", "chat", False, rates, 100, 100)
@@ -183,7 +183,7 @@ async def test_lapsed_holds_are_swept(app: Any, clock: Any) -> None:
     hold = await gw.db.read(lambda: Hold.get_by_id(r.hold_id))
     assert hold.status == "expired"
     # settling a lapsed hold still records the spend, without releasing twice
-    from gateway.ledger.ledger import Outcome
+    from gateway.ledger import Outcome
     from gateway.tokens import TokenUsage
 
     s = await gw.ledger.settle(r, Outcome("ok", 200, TokenUsage(input_tokens=10, output_tokens=10)))
@@ -195,7 +195,7 @@ async def test_lapsed_holds_are_swept(app: Any, clock: Any) -> None:
 async def test_renewal_keeps_holds_alive(app: Any, clock: Any) -> None:
     gw = app.gw
     cus = await customer(app, budget_usd=1)
-    from gateway.ledger.ledger import CallEstimate
+    from gateway.ledger import CallEstimate
 
     est = CallEstimate(
         "mock", "mock-fast", "chat", False, gw.prices.rates("mock", "mock-fast"), 100, 100

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.config import load_settings
 from gateway.errors import ModelPriceUnknown
-from gateway.ledger.prices import PriceBook
+from gateway.ledger import PriceBook
 from gateway.tokens import TokenUsage
 
 

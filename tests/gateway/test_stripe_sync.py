@@ -234,6 +234,21 @@ async def test_429_and_dropped_connection_are_retried(app: Any, fake: FakeStripe
     assert batches[0]["state"] == "pushed" and batches[0]["duplicate"] is True
 
 
+async def test_batches_filter_by_customer_id_or_external_id(app: Any, fake: FakeStripe) -> None:
+    fake.add_customer("cus_s1")
+    fake.add_customer("cus_s2")
+    first = await new_customer(app, "c1", "cus_s1")
+    second = await new_customer(app, "c2", "cus_s2")
+    await spend(app, first, 1500)
+    await spend(app, second, 1500)
+    assert (await sync(app))["status"] == "succeeded"
+    for ref in (first, "c1"):
+        r = await app.get("/v1/stripe/batches", params={"customer_id": ref}, headers=admin())
+        assert r.status_code == 200, r.text
+        rows = body(r)["data"]
+        assert rows and {b["customer_id"] for b in rows} == {first}
+
+
 async def test_transient_failures_exhausting_retries_leave_the_batch_for_the_next_run(
     app: Any, fake: FakeStripe
 ) -> None:

@@ -112,8 +112,8 @@ def test_m0003_upgrades_a_database_created_before_it(tmp_path: Path) -> None:
         def downgrade() -> None:
             pdb = db.peewee
             pdb.execute_sql("DROP INDEX IF EXISTS webhook_delivery_created_ms")
-            for model, column in m0003_webhooks.COLUMNS:
-                pdb.execute_sql(f"ALTER TABLE {model._meta.table_name} DROP COLUMN {column}")
+            for table, column, _ in m0003_webhooks.COLUMNS:
+                pdb.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
 
         def columns() -> dict[str, set[str]]:
             pdb = db.peewee
@@ -130,8 +130,8 @@ def test_m0003_upgrades_a_database_created_before_it(tmp_path: Path) -> None:
         db.run_sync(m0003_webhooks.up, db.peewee)
         db.run_sync(m0003_webhooks.up, db.peewee)  # a rerun is a no-op
         after = db.run_sync(columns)
-        for model, column in m0003_webhooks.COLUMNS:
-            assert column in after[model._meta.table_name]
+        for table, column, _ in m0003_webhooks.COLUMNS:
+            assert column in after[table]
         assert "webhook_delivery_created_ms" in db.run_sync(indexes)
     finally:
         db.close()

@@ -22,8 +22,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from gateway.app import create_app
 from gateway.db.models import WebhookDelivery, WebhookEndpoint
-from gateway.webhooks import urlpolicy
 from gateway.tasks import BackgroundTasks
+from gateway.webhooks import urlpolicy
 from gateway.wiring import Gateway
 from tests.conftest import admin
 
@@ -877,13 +877,66 @@ async def test_service_methods_for_the_dashboard(make_client: Any, receivers: An
 # ---------------------------------------------------------------------------- several workers
 
 
+@pytest.mark.parametrize("days", [-40, 40])
+async def test_an_event_under_a_moved_business_clock_is_delivered_at_once(
+    make_client: Any, receiver: Receiver, clock: Any, days: int
+) -> None:
+    """Deliveries run on the wall clock, whatever clock stamped the event."""
+    c = await make_client()
+    await register(c, receiver.url)
+    clock.advance(days=days)
+    cus = await customer(c)
+    await topup(c, cus["id"], 1)
+    await wait_until(lambda: receiver.ok_hits(), what="the delivery")
+    [event] = await events_of(c, "wallet.topped_up")
+    assert receiver.ok_hits()[0].json()["created"] == event["created"]
+    assert abs(event["created"] - clock().timestamp()) < 5  # stamped by the business clock
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+async def test_an_event_and_its_deliveries_commit_or_roll_back_with_the_money(
+    gateway_factory: Any, receiver: Receiver
+) -> None:
+    """The ledger records the event and the outbox queues its deliveries inside the money
+    transaction: a crash before the commit leaves none of the three behind."""
+    from gateway.db.models import Customer, Event, WalletTransaction
+
+    gw = gateway_factory(FAST)
+    await gw.services.webhooks.create_endpoint({"url": receiver.url})
+
+    def create_customer() -> None:
+        with gw.db.tx():
+            Customer.create(id="cus_txn", external_id="txn", name="T", created_ms=0, updated_ms=0)
+
+    def topup_then_crash() -> None:
+        with gw.db.tx():
+            gw.ledger.topup_sync("cus_txn", 1_000, None)
+            raise RuntimeError("the process died before the commit")
+
+    def counts() -> tuple[int, int, int]:
+        return (
+            WalletTransaction.select().count(),
+            Event.select().count(),
+            WebhookDelivery.select().count(),
+        )
+
+    await gw.db.write(create_customer)
+    with pytest.raises(RuntimeError):
+        await gw.db.write(topup_then_crash)
+    assert await gw.db.read(counts) == (0, 0, 0)
+    (_, txn), [event] = await gw.db.write(gw.ledger.topup_sync, "cus_txn", 1_000, None)
+    assert await gw.db.read(counts) == (1, 1, 1)
+    delivery = await gw.db.read(WebhookDelivery.get)
+    assert delivery.event_id == event["id"] and delivery.status == "pending"
+    assert event["data"]["transaction_id"] == txn.id
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_two_workers_on_postgres_send_each_delivery_once(
     gateway_factory: Any, receiver: Receiver
 ) -> None:
     from gateway.db.models import Customer
-    from gateway.ledger.events import record_event
     from gateway.webhooks.delivery import DeliveryWorker
 
     gw = gateway_factory(FAST)
@@ -892,11 +945,11 @@ async def test_two_workers_on_postgres_send_each_delivery_once(
 
     def make_events() -> None:
         with gw.db.tx():
-            cus = Customer.create(
+            Customer.create(
                 id="cus_pgtwo", external_id="pg-two", name="PG", created_ms=0, updated_ms=0
             )
-            for i in range(60):
-                record_event("wallet.topped_up", cus, {"n": i})
+        for _ in range(60):  # one wallet.topped_up event each
+            gw.ledger.topup_sync("cus_pgtwo", 1, None)
 
     await gw.db.write(make_events)
     settings = gw.settings.webhooks

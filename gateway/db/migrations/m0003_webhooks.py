@@ -1,38 +1,35 @@
 """Webhooks: secret rotation grace period, retry windows, attempt response snippets.
 
-m0001 creates tables from the live models, so on a fresh database these columns already
-exist: every step checks first, and a rerun is a no-op.
+Frozen DDL. m0001 has created these columns itself since this migration existed, so on
+such a database every step is skipped; a database created before gets them added. A
+rerun is a no-op.
 """
 
 from __future__ import annotations
 
 import peewee
-from playhouse.migrate import SchemaMigrator, migrate
 
-from gateway.db import models as m
+from gateway.db.migrations._ddl import add_column, column_names, run
 
-COLUMNS: list[tuple[type[m.BaseModel], str]] = [
-    (m.WebhookEndpoint, "previous_secret"),
-    (m.WebhookEndpoint, "previous_secret_expires_ms"),
-    (m.WebhookEndpoint, "updated_ms"),
-    (m.WebhookDelivery, "window_start_ms"),
-    (m.WebhookDelivery, "last_attempt_ms"),
-    (m.WebhookAttempt, "response_body"),
+# (table, column, its definition)
+COLUMNS = [
+    ("webhook_endpoint", "previous_secret", '"previous_secret" VARCHAR(128)'),
+    ("webhook_endpoint", "previous_secret_expires_ms", '"previous_secret_expires_ms" {BIGINT}'),
+    ("webhook_endpoint", "updated_ms", '"updated_ms" {BIGINT}'),
+    ("webhook_delivery", "window_start_ms", '"window_start_ms" {BIGINT}'),
+    ("webhook_delivery", "last_attempt_ms", '"last_attempt_ms" {BIGINT}'),
+    ("webhook_attempt", "response_body", '"response_body" TEXT'),
 ]
 
 
 def up(db: peewee.Database) -> None:
-    migrator = SchemaMigrator.from_database(db)
-    operations = []
-    for model, name in COLUMNS:
-        table = model._meta.table_name
-        existing = {c.name for c in db.get_columns(table)}
-        if name not in existing:
-            field = model._meta.fields[name]
-            operations.append(migrator.add_column(table, field.column_name, field))
-    migrate(*operations)
-    # The dashboard lists the newest deliveries first. Same name as the model's index, so a
-    # fresh database (which already has it from m0001) skips it.
-    db.execute_sql(
+    statements = []
+    for table, name, definition in COLUMNS:
+        if name not in column_names(db, table):
+            statements.append(add_column(table, definition))
+    # The dashboard lists the newest deliveries first. Same name as m0001's index, so a
+    # database that has it already skips this.
+    statements.append(
         "CREATE INDEX IF NOT EXISTS webhook_delivery_created_ms ON webhook_delivery (created_ms)"
     )
+    run(db, statements)
