@@ -14,6 +14,7 @@ from gateway import __version__
 from gateway.api import customers, keys, proxy, stripe, usage, webhooks
 from gateway.api.auth import auth_guard
 from gateway.api.errors import EXCEPTION_HANDLERS
+from gateway.api.fast_proxy import RingsideApp
 from gateway.api.health import healthz
 from gateway.wiring import Gateway
 
@@ -29,7 +30,7 @@ def create_app(gw: Gateway) -> Litestar:
         finally:
             await gw.stop(SHUTDOWN_GRACE_S)
 
-    app = Litestar(
+    app = RingsideApp(
         route_handlers=[
             healthz,
             *proxy.ROUTES,
@@ -64,4 +65,6 @@ def create_app(gw: Gateway) -> Litestar:
     )
     # The one thing on app.state: the controllers reach the services through it.
     app.state.services = gw.services
+    app.services = gw.services
+    app.max_body_bytes = gw.settings.server.max_body_bytes
     return app

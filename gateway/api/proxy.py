@@ -1,6 +1,8 @@
 """The OpenAI-compatible proxy routes: parse HTTP, call the metering service, shape the answer.
 
-Everything about money (reserve, forward, settle) lives in `gateway.metering`.
+Everything about money (reserve, forward, settle) lives in `gateway.metering`. `POST` on the
+three metered routes is answered by the fast path (`fast_proxy.RingsideApp`); these handlers
+describe the routes in the OpenAPI document and serve any app mounted without it.
 """
 
 from __future__ import annotations
@@ -11,20 +13,12 @@ from litestar import Request, Response, get, post
 from litestar.response import Stream
 
 from gateway.api.common import JSON, json_response, services
-from gateway.errors import InvalidRequest
+from gateway.api.fast_proxy import one_customer
 from gateway.metering import Endpoint, MeteredJson
 
 
 def _customer_header(request: Request[Any, Any, Any]) -> str | None:
-    # Repeated headers may arrive as such or joined with "," (by a proxy, or by the
-    # framework's view); external ids never contain ",", so either form means two customers.
-    values = [v for k, v in request.scope["headers"] if k == b"fc-customer"]
-    if len(values) > 1 or (values and b"," in values[0]):
-        raise InvalidRequest(
-            "Send exactly one FC-Customer header: a call is billed to one customer.",
-            param="FC-Customer",
-        )
-    return values[0].decode("latin-1") if values else None
+    return one_customer([v for k, v in request.scope["headers"] if k == b"fc-customer"])
 
 
 async def _proxy(request: Request[Any, Any, Any], endpoint: Endpoint) -> Response[Any]:
