@@ -174,7 +174,7 @@ class Runtime:
         worst = 0
         while children:
             pid, status = os.wait()
-            index = children.pop(pid, None)
+            index = children.pop(pid, -1)
             code = os.waitstatus_to_exitcode(status)
             if code != 0:
                 log.error("worker %s (pid %s) exited with %s", index, pid, code)
