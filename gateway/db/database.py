@@ -1,7 +1,8 @@
 """Database setup and the bridge that keeps synchronous Peewee off the event loop.
 
-SQLite: one writer thread (every write transaction, BEGIN IMMEDIATE) plus a small
-reader pool (WAL lets readers run beside the writer). PostgreSQL: a pool of
+SQLite: one writer thread (every write transaction, BEGIN IMMEDIATE; concurrent writes
+group-committed, see `writer.py`) plus a small reader pool (WAL lets readers run beside
+the writer). PostgreSQL: a pool of
 threads, each with its own connection. Callers never touch Peewee from a coroutine
 directly: they `await db.write(fn, ...)` or `await db.read(fn, ...)`.
 """
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import peewee
 
 from gateway.db.models import database_proxy
+from gateway.db.writer import GroupCommitWriter
 
 log = logging.getLogger("ringside.db")
 
@@ -81,8 +83,10 @@ class Database:
                 },
                 check_same_thread=False,
             )
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="ringside-db-writer")
-            self._readers = ThreadPoolExecutor(2, thread_name_prefix="ringside-db-reader")
+            self._group: GroupCommitWriter | None = GroupCommitWriter(
+                self.peewee, self._call, UNAVAILABLE_ERRORS
+            )
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="ringside-db-reader")
         else:
             self.path = None
             # Other query parameters go to libpq as they are (sslmode=..., ...).
@@ -98,8 +102,9 @@ class Database:
                 autoconnect=True,
                 **query,
             )
-            self._writer = ThreadPoolExecutor(pool_size, thread_name_prefix="ringside-db")
-            self._readers = self._writer
+            self._group = None
+            # One pool: each thread has its own connection and its own transactions.
+            self._pool = ThreadPoolExecutor(pool_size, thread_name_prefix="ringside-db")
         global _ACTIVE
         if _ACTIVE is not None and not _ACTIVE._closed:
             # The models reach the database through one process-wide proxy: a second open
@@ -140,20 +145,26 @@ class Database:
 
     # ------------------------------------------------------------------ async bridge
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._group is not None:
+            result: T = await self._group.submit_async(functools.partial(fn, *args, **kwargs))
+            return result
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._writer, functools.partial(self._call, fn, *args, **kwargs)
+            self._pool, functools.partial(self._call, fn, *args, **kwargs)
         )
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._readers, functools.partial(self._call, fn, *args, **kwargs)
+            self._pool, functools.partial(self._call, fn, *args, **kwargs)
         )
 
     def run_sync(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """For callers outside any event loop (CLI, migrations, tests): same writer thread."""
-        return self._writer.submit(functools.partial(self._call, fn, *args, **kwargs)).result()
+        if self._group is not None:
+            result: T = self._group.submit(functools.partial(fn, *args, **kwargs)).result()
+            return result
+        return self._pool.submit(functools.partial(self._call, fn, *args, **kwargs)).result()
 
     def close(self) -> None:
         with self._lock:
@@ -166,9 +177,11 @@ class Database:
                 self.peewee.close()
 
         # Each worker thread holds its own connection; close the ones we can reach.
+        if self._group is not None:
+            with contextlib.suppress(Exception):
+                self._group.submit(_close_conn).result(timeout=5)
+            self._group.shutdown()
         with contextlib.suppress(Exception):
-            self._writer.submit(_close_conn).result(timeout=5)
-        self._writer.shutdown(wait=True, cancel_futures=True)
-        if self._readers is not self._writer:
-            self._readers.shutdown(wait=True, cancel_futures=True)
+            self._pool.submit(_close_conn).result(timeout=5)
+        self._pool.shutdown(wait=True, cancel_futures=True)
         _close_conn()
