@@ -237,11 +237,20 @@ class MeteringService:
             raise refused
 
         async def relay() -> AsyncIterator[bytes]:
+            # Whatever is already waiting goes out in one write: a burst of upstream chunks
+            # costs one send, a paced stream still sends each chunk the moment it arrives.
             while True:
                 item = await queue.get()
                 if item is None:
                     return
-                yield item
+                burst = [item]
+                while not queue.empty():
+                    more = queue.get_nowait()
+                    if more is None:
+                        yield b"".join(burst)
+                        return
+                    burst.append(more)
+                yield b"".join(burst) if len(burst) > 1 else item
 
         headers = _money_headers(reservation, None)
         headers["Cache-Control"] = "no-cache"
@@ -285,8 +294,6 @@ class MeteringService:
                     continue
                 produced += chunk.output_tokens
                 queue.put_nowait(b"data: " + chunk.data + b"\n\n")
-                # Let the relay send it now, even when the upstream's bytes are all buffered.
-                await asyncio.sleep(0)
         except UpstreamFailure as f:
             failure = f
         except Exception as exc:  # never lose the settlement to an unexpected error
