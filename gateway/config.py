@@ -30,6 +30,8 @@ class ProviderSettings:
     catalog_provider: str | None = None  # genai-prices provider id used for catalog prices
     models: tuple[str, ...] = ()
     latency_ms: int = 0  # mock only: simulated upstream latency
+    # Open connections to this provider at most (streams hold theirs for their whole life).
+    max_connections: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ _PROVIDER_KEYS = {
     "catalog_provider",
     "models",
     "latency_ms",
+    "max_connections",
     "enabled",
 }
 _PRICE_KEYS = {
@@ -446,6 +449,14 @@ def _build_providers(t: Any, env: Mapping[str, str]) -> dict[str, ProviderSettin
             catalog_provider=_string(f"{where} catalog_provider", catalog) if catalog else None,
             models=tuple(models),
             latency_ms=_number(f"{where} latency_ms", p.get("latency_ms", 0), integer=True),
+            max_connections=int(
+                _number(
+                    f"{where} max_connections",
+                    p.get("max_connections", 10_000),
+                    integer=True,
+                    minimum=1,
+                )
+            ),
         )
     return out
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -31,6 +32,15 @@ log = logging.getLogger("ringside")
 
 
 GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def raise_open_files_limit() -> None:
+    """A stream holds two sockets (client and provider): lift the soft limit on open files
+    to the hard one, so thousands of streams do not stop at a default of 1,024."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -91,6 +101,7 @@ class Runtime:
         # The event loop and the database threads share the GIL; with the default 5 ms
         # switch interval the loop starves the writer under load (bench/RESULTS.md).
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        raise_open_files_limit()
         self.settings.server.data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_key, self.admin_key_generated = ensure_admin_key(self.settings)
         try:

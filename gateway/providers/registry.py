@@ -41,7 +41,7 @@ class ProviderRegistry:
             if ps.kind == "mock":
                 self.providers[name] = MockProvider(ps)
                 continue
-            client = UpstreamClient(ps)
+            client = UpstreamClient(ps, max_connections=ps.max_connections)
             self._clients.append(client)
             if ps.kind == "anthropic":
                 from gateway.providers.anthropic import AnthropicProvider

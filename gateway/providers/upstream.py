@@ -24,7 +24,7 @@ from yarl import URL
 from gateway.config import ProviderSettings
 from gateway.providers.base import ChatStream, UpstreamFailure
 
-MAX_CONNECTIONS = 512
+MAX_CONNECTIONS = 10_000  # `[providers.X] max_connections`
 KEEPALIVE_S = 5.0  # httpx's default keep-alive expiry, which the proxy used until now
 DNS_CACHE_S = 60
 CONNECT_TIMEOUT_CAP_S = 10.0
