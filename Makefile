@@ -29,4 +29,4 @@ bench-dashboard:
 	$(PY) bench/dashboard_latency.py
 
 bench:
-	PYTHON=$(PY) bash bench/run.sh
+	bash bench/run.sh
