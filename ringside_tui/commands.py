@@ -4,68 +4,101 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Protocol, runtime_checkable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
-    from ringside_tui.app import RingsideApp
+from ringside_tui.actions import DashboardActions
+from ringside_tui.customer_cache import CustomerCache
+from ringside_tui.messages import TAB_LABELS, TabName, TabSelected
+from ringside_tui.screens.help import HelpScreen
 
 MAX_CUSTOMERS = 12
+Command = tuple[str, Callable[[], object], str]
+
+
+@runtime_checkable
+class PaletteHost(Protocol):
+    """What the palette needs from the app it runs in (RingsideApp provides it)."""
+
+    @property
+    def actions(self) -> DashboardActions: ...
+
+    @property
+    def customers(self) -> CustomerCache: ...
+
+    def selected_customer_id(self) -> str | None: ...
 
 
 class RingsideCommands(Provider):
     @property
-    def rapp(self) -> RingsideApp:
-        return self.app  # type: ignore[return-value]
+    def host(self) -> PaletteHost | None:
+        app = self.app
+        return app if isinstance(app, PaletteHost) else None
 
-    def _actions(self) -> list[tuple[str, Callable[[], Any], str]]:
-        app = self.rapp
-        actions: list[tuple[str, Callable[[], Any], str]] = [
-            ("Create customer", app.action_new_customer, "Open the new-customer form"),
-            ("Create app key", app.open_create_key, "A new rs_ key for the proxy, shown once"),
-            ("Stripe: sync now", app.stripe_sync_now, "Push unsynced usage to Stripe now"),
-            ("Help: keys and screens", app.action_help, "Every key binding"),
+    def _show_tab(self, tab: TabName) -> None:
+        self.app.post_message(TabSelected(tab))
+
+    def _help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+    def _commands(self, host: PaletteHost) -> list[Command]:
+        actions = host.actions
+        commands: list[Command] = [
+            ("Create customer", actions.new_customer, "Open the new-customer form"),
+            ("Create app key", actions.create_key, "A new rs_ key for the proxy, shown once"),
+            ("Stripe: sync now", actions.stripe_sync_now, "Push unsynced usage to Stripe now"),
+            ("Help: keys and screens", self._help, "Every key binding"),
         ]
-        for tab, label in app.TAB_LABELS.items():
-            actions.append(
-                (f"Go to {label}", partial(app.action_show_tab, tab), f"Show the {label} tab")
+        for tab, label in TAB_LABELS.items():
+            commands.append(
+                (f"Go to {label}", partial(self._show_tab, tab), f"Show the {label} tab")
             )
-        selected = app.selected_customer_id()
+        selected = host.selected_customer_id()
         if selected is not None:
-            actions += [
-                ("Top up selected customer", partial(app.open_topup, selected), ""),
-                ("Change limits of selected customer", partial(app.open_limits, selected), ""),
-                ("Suspend / resume selected customer", partial(app.toggle_suspend, selected), ""),
-                ("Archive selected customer", partial(app.confirm_archive, selected), ""),
+            commands += [
+                ("Top up selected customer", partial(actions.open_topup, selected), ""),
+                ("Change limits of selected customer", partial(actions.open_limits, selected), ""),
+                (
+                    "Suspend / resume selected customer",
+                    partial(actions.toggle_suspend, selected),
+                    "",
+                ),
+                ("Archive selected customer", partial(actions.confirm_archive, selected), ""),
             ]
-        return actions
+        return commands
 
     async def discover(self) -> Hits:
-        for name, callback, help_text in self._actions():
+        host = self.host
+        if host is None:
+            return
+        for name, callback, help_text in self._commands(host):
             yield DiscoveryHit(name, callback, help=help_text or None)
 
     async def search(self, query: str) -> Hits:
+        host = self.host
+        if host is None:
+            return
         matcher = self.matcher(query)
-        for name, callback, help_text in self._actions():
+        for name, callback, help_text in self._commands(host):
             score = matcher.match(name)
             if score > 0:
                 yield Hit(score, matcher.highlight(name), callback, help=help_text or None)
-        app = self.rapp
         try:
-            await app.ensure_customers()
+            await host.customers.ensure()
         except Exception:
-            pass  # the gateway is away: actions above still work
+            pass  # the gateway is away: the actions above still work
+        actions = host.actions
         # Customers are found by the words typed ("top up acme" finds Acme), then scored
         # by the fuzzy matcher against the whole command text.
-        for c in app.find_customers(query, limit=MAX_CUSTOMERS):
-            verbs: list[tuple[str, Callable[[], Any]]] = [
-                ("Open", partial(app.open_customer, c.id)),
-                ("Top up", partial(app.open_topup, c.id)),
-                ("Change limits of", partial(app.open_limits, c.id)),
+        for c in host.customers.find(query, limit=MAX_CUSTOMERS):
+            verbs: list[tuple[str, Callable[[], object]]] = [
+                ("Open", partial(actions.open_customer, c.id)),
+                ("Top up", partial(actions.open_topup, c.id)),
+                ("Change limits of", partial(actions.open_limits, c.id)),
                 (
                     "Resume" if c.status == "suspended" else "Suspend",
-                    partial(app.toggle_suspend, c.id),
+                    partial(actions.toggle_suspend, c.id),
                 ),
             ]
             for verb, callback in verbs:

@@ -19,21 +19,19 @@ import math
 import random
 import threading
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from gateway.errors import ApiError, CustomerNotFound
-from gateway.services.snapshots import SnapshotReader
+from ringside_tui.backend import Backend
 
 if TYPE_CHECKING:
     from gateway.wiring import Gateway
 
 log = logging.getLogger("ringside.demo")
-T = TypeVar("T")
 
 DEMO_KEY_NAME = "ringside demo traffic"
 MODELS = (
@@ -141,7 +139,9 @@ class DemoTraffic:
         customers: tuple[DemoCustomer, ...] = CUSTOMERS,
         latency: bool = True,
     ) -> None:
-        self.gw = gw
+        self.services = gw.services
+        # Service calls run on the gateway's loop, awaited from the demo's own loop.
+        self._service = Backend.for_gateway(gw).call
         self.base_url = base_url
         self.rate = rate
         self.concurrency = concurrency
@@ -173,22 +173,13 @@ class DemoTraffic:
         finally:
             self.ready.set()
 
-    async def _service(self, coro: Coroutine[Any, Any, T]) -> T:
-        """A gateway service coroutine, run on the gateway's loop, awaited from ours."""
-        loop = self.gw.loop
-        if loop is None:
-            coro.close()
-            raise RuntimeError("the gateway is not running")
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
     # ------------------------------------------------------------------ seeding
     async def seed(self, client: httpx.AsyncClient) -> None:
-        services = self.gw.services
         for c in self.customers:
             if self._stop.is_set():
                 return
             try:
-                await self._service(services.customers.retrieve(c.external_id))
+                await self._service(self.services.customers.retrieve(c.external_id))
                 created = False
             except CustomerNotFound:
                 body: dict[str, Any] = {
@@ -205,11 +196,11 @@ class DemoTraffic:
                     body["low_balance_threshold_usd"] = c.threshold_usd
                 if c.wallet_usd is not None:
                     body["prepaid"] = True
-                await self._service(services.customers.create(body))
+                await self._service(self.services.customers.create(body))
                 created = True
             if created and c.wallet_usd is not None:
                 await self._service(
-                    services.wallets.topup(
+                    self.services.wallets.topup(
                         c.external_id,
                         {"amount_usd": c.wallet_usd, "description": "demo opening balance"},
                         idempotency_key=f"demo-opening-{c.external_id}",
@@ -222,14 +213,11 @@ class DemoTraffic:
         """Big calls until the customer is near its cap / below its threshold (converges)."""
         if c.warm_budget_share is None and c.warm_wallet_share_of_threshold is None:
             return
-        reader = SnapshotReader()
-        customer = await self._service(self.gw.services.customers.retrieve(c.external_id))
+        customer = await self._service(self.services.customers.retrieve(c.external_id))
         for _ in range(200):
             if self._stop.is_set():
                 return
-            rows, _, _ = await self._service(
-                self.gw.db.read(reader.customers, self.gw.ledger.clock(), [customer["id"]])
-            )
+            rows, _, _ = await self._service(self.services.snapshots.customers([customer["id"]]))
             row = rows[0]
             if row.status != "active":
                 return
@@ -250,7 +238,7 @@ class DemoTraffic:
 
     # ------------------------------------------------------------------ traffic
     async def _app_key(self) -> str:
-        keys = self.gw.services.keys
+        keys = self.services.keys
         for k in await self._service(keys.list()):
             if k.get("name") == DEMO_KEY_NAME:
                 with contextlib.suppress(ApiError):
@@ -261,7 +249,7 @@ class DemoTraffic:
     async def _refresh_targets(self) -> None:
         """Customers the operator creates join the traffic (weight 1) within seconds."""
         page = await self._service(
-            self.gw.services.customers.list({"limit": "100", "status": "active"})
+            self.services.customers.list({"limit": "100", "status": "active"})
         )
         weights = {c.external_id: c.weight for c in self.customers}
         targets = [(c["external_id"], weights.get(c["external_id"], 1)) for c in page.data]
@@ -322,8 +310,8 @@ class DemoTraffic:
             gate.release()
 
     def _pick_customer(self) -> str:
-        ids, weights = zip(*self._targets, strict=True)
-        return self.random.choices(ids, weights)[0]
+        targets = self._targets
+        return self.random.choices([t[0] for t in targets], [t[1] for t in targets])[0]
 
     def _pick_model(self) -> tuple[str, int, tuple[int, int], tuple[int, int]]:
         return self.random.choices(MODELS, [m[1] for m in MODELS])[0]

@@ -1,13 +1,26 @@
-"""Messages the dashboard passes around, named in the past tense (one per domain event).
+"""Messages the dashboard passes around, named in the past tense (one per event).
 
-Textual's Message initialises dataclass subclasses itself (its `__post_init__`).
+Screens post them upwards; the app handles them (it owns navigation and the refresh
+loop). Textual's Message initialises dataclass subclasses itself (its `__post_init__`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from textual.message import Message
+
+TabName = Literal["overview", "customers", "requests", "keys", "webhooks", "stripe"]
+# Tab order: the key that shows each tab is its position (1 … 6).
+TAB_LABELS: dict[TabName, str] = {
+    "overview": "Overview",
+    "customers": "Customers",
+    "requests": "Requests",
+    "keys": "Keys",
+    "webhooks": "Webhooks",
+    "stripe": "Stripe",
+}
 
 
 @dataclass
@@ -33,6 +46,29 @@ class CustomerChanged(Message):
 @dataclass
 class KeysChanged(Message):
     key_id: str = ""
+
+
+@dataclass
+class CustomerSelected(Message):
+    """The operator chose a customer (a row, the palette): the app opens its detail."""
+
+    customer_id: str
+
+
+@dataclass
+class TabSelected(Message):
+    """The operator chose a tab from the palette."""
+
+    tab: TabName
+
+
+@dataclass
+class ViewInvalidated(Message):
+    """What the visible view shows is out of date (a filter changed, the tail resumed, a
+    screen opened, an action finished): the refresh loop runs now. Bursts coalesce."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ViewInvalidated)
 
 
 @dataclass

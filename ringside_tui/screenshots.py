@@ -17,19 +17,22 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from textual.pilot import Pilot
 
 from gateway.config import load_settings
 from gateway.runtime import Runtime
 from ringside_tui.app import RingsideApp
 from ringside_tui.demo import DemoTraffic
+from ringside_tui.dialogs import FormScreen
 from ringside_tui.screens.detail import CustomerDetailScreen
-from ringside_tui.screens.forms import FormScreen
 
+T = TypeVar("T")
 SIZE = (120, 36)
 SCREENS = ("overview", "customers", "customer_detail", "requests", "keys", "webhooks")
 
@@ -61,20 +64,23 @@ def _webhook_receiver() -> Iterator[str]:
         server.shutdown()
 
 
-async def _on_gateway(rt: Runtime, coro: Any) -> Any:
+async def _on_gateway(rt: Runtime, coro: Coroutine[Any, Any, T]) -> T:
     assert rt.gateway is not None and rt.gateway.loop is not None
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, rt.gateway.loop))
 
 
-async def _settle(app: RingsideApp, pilot: Any, refreshes: int = 2, limit: float = 10.0) -> None:
+async def _settle(
+    app: RingsideApp, pilot: Pilot[None], refreshes: int = 2, limit: float = 10.0
+) -> None:
     """Wait for fresh data in the visible view, then stop cursor blinking."""
     from textual.widgets import Input
 
     target = app.refresh_target()
     name = target.view_name if target is not None else ""
-    start = sum(1 for t in app.timings if t.view == name)
+    count = app.refresh_loop.count_by_view
+    start = count[name]
     waited = 0.0
-    while sum(1 for t in app.timings if t.view == name) < start + refreshes and waited < limit:
+    while count[name] < start + refreshes and waited < limit:
         await pilot.pause(0.1)
         waited += 0.1
     for box in app.screen.query(Input):
@@ -96,10 +102,9 @@ async def capture(out: Path, warmup_s: float = 8.0) -> list[Path]:
         gw = rt.prepare()
         rt.start_in_thread()
         hooks = gw.services.webhooks
-        if hooks is not None:
-            await _on_gateway(rt, hooks.create_endpoint({"url": ok_url}))
-            # Nothing listens on port 9: this one keeps failing and retrying.
-            await _on_gateway(rt, hooks.create_endpoint({"url": "http://127.0.0.1:9/hooks"}))
+        await _on_gateway(rt, hooks.create_endpoint({"url": ok_url}))
+        # Nothing listens on port 9: this one keeps failing and retrying.
+        await _on_gateway(rt, hooks.create_endpoint({"url": "http://127.0.0.1:9/hooks"}))
         traffic = DemoTraffic(gw, rt.base_url, rate=10, seed=42)
         traffic.start()
         try:
@@ -126,7 +131,9 @@ async def capture(out: Path, warmup_s: float = 8.0) -> list[Path]:
                 await _settle(app, pilot)
                 save("customers")
                 # A prepaid customer: its detail has wallet history as well as usage.
-                umbrella = next(c for c in app.customers.values() if c.external_id == "umbrella")
+                umbrella = next(
+                    c for c in app.customers.rows.values() if c.external_id == "umbrella"
+                )
                 app.open_customer(umbrella.id)
                 while not isinstance(app.screen, CustomerDetailScreen):
                     await pilot.pause(0.05)
@@ -146,8 +153,8 @@ async def capture(out: Path, warmup_s: float = 8.0) -> list[Path]:
                 save("stripe")
                 await pilot.press("2")
                 await _settle(app, pilot)
-                hooli = next(c for c in app.customers.values() if c.external_id == "hooli")
-                app.open_topup(hooli.id)
+                hooli = next(c for c in app.customers.rows.values() if c.external_id == "hooli")
+                app.actions.open_topup(hooli.id)
                 while not isinstance(app.screen, FormScreen):
                     await pilot.pause(0.05)
                 await pilot.press(*"25", "tab", *"card on file")

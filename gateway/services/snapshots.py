@@ -689,9 +689,26 @@ class SnapshotService:
         """(customer rows, today's totals, month-to-date totals); `ids` narrows the rows."""
         return await self._db.read(self._reader.customers, self.now(), ids)
 
+    async def overview_for(self, customers: Sequence[CustomerRow]) -> Overview:
+        """The overview around customer rows the caller already holds (the dashboard keeps
+        them current from the event bus): only the totals and the series are read."""
+        now = self.now()
+        today, month, series = await self._activity(now)
+        return Overview(
+            now_ms=to_ms(now),
+            period=month_of(now),
+            today=today,
+            month=month,
+            series=series,
+            customers=list(customers),
+        )
+
     async def activity(self) -> tuple[Totals, Totals, Series]:
         """(today, month to date, series): the overview's numbers beside the customers."""
-        reader, now = self._reader, self.now()
+        return await self._activity(self.now())
+
+    async def _activity(self, now: datetime) -> tuple[Totals, Totals, Series]:
+        reader = self._reader
 
         def read() -> tuple[Totals, Totals, Series]:
             today, month = reader.totals(now)

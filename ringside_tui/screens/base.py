@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from ringside_tui.bridge import Activity, Backend
+    from ringside_tui.bridge import Activity
+
+T = TypeVar("T")
 
 
-@runtime_checkable
-class LiveView(Protocol):
-    """The app's refresh loop calls `load` (awaits the gateway, off the UI thread's work)
-    then `apply` (UI thread: diff into widgets). Only the visible view refreshes."""
+class LiveView(Protocol[T]):
+    """The refresh loop calls `load` (awaits the gateway, off the UI thread's work) then
+    `apply` (UI thread: diff into widgets). Only the visible view refreshes.
+
+    A view gets what it reads from and acts through (the backend, the customer cache,
+    the actions) when it is built; it never reaches for the app.
+    """
 
     view_name: str
 
-    async def load(self, backend: Backend) -> Any: ...
+    async def load(self) -> T: ...
 
-    def apply(self, data: Any) -> int:
+    def apply(self, data: T) -> int:
         """Show `data`; returns how many rows the view holds (for timings)."""
         ...
 

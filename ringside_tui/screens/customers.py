@@ -16,8 +16,9 @@ from ringside_tui.widgets import cells
 from ringside_tui.widgets.diff_table import Column, DiffTable
 
 if TYPE_CHECKING:
-    from ringside_tui.app import RingsideApp
-    from ringside_tui.bridge import Activity, Backend
+    from ringside_tui.actions import DashboardActions
+    from ringside_tui.bridge import Activity
+    from ringside_tui.customer_cache import CustomerCache
 
 CUSTOMER_COLUMNS = [
     Column("name", "Name", 18),
@@ -68,10 +69,14 @@ class CustomersView(Vertical):
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
-    def __init__(self) -> None:
+    def __init__(
+        self, customers: CustomerCache, actions: DashboardActions, warning_share: Decimal
+    ) -> None:
         super().__init__(id="customers-view")
+        self.customers = customers
+        self.actions = actions
+        self.warning_share = warning_share
         self.rows: list[CustomerRow] = []
-        self.warning_share = Decimal("0.8")
         self._needle = ""
 
     def compose(self) -> ComposeResult:
@@ -91,17 +96,12 @@ class CustomersView(Vertical):
     def table(self) -> DiffTable[CustomerRow]:
         return self.query_one("#customers-table", DiffTable)
 
-    @property
-    def rapp(self) -> RingsideApp:
-        return self.app  # type: ignore[return-value]
-
     # ------------------------------------------------------------------ live view
     def interested(self, activity: Activity) -> bool:
         return True
 
-    async def load(self, backend: Backend) -> list[CustomerRow]:
-        self.warning_share = backend.warning_share
-        return list((await self.rapp.load_customers()).values())
+    async def load(self) -> list[CustomerRow]:
+        return await self.customers.load()
 
     def apply(self, rows: list[CustomerRow]) -> int:
         self.rows = rows
@@ -142,7 +142,7 @@ class CustomersView(Vertical):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         if event.row_key.value:
-            self.rapp.open_customer(event.row_key.value)
+            self.actions.open_customer(event.row_key.value)
 
     def action_focus_filter(self) -> None:
         self.screen.set_focus(self.query_one("#customer-filter", Input))
@@ -168,16 +168,16 @@ class CustomersView(Vertical):
 
     def action_topup(self) -> None:
         if (cid := self.selected()) is not None:
-            self.rapp.open_topup(cid)
+            self.actions.open_topup(cid)
 
     def action_edit(self) -> None:
         if (cid := self.selected()) is not None:
-            self.rapp.open_limits(cid)
+            self.actions.open_limits(cid)
 
     def action_suspend(self) -> None:
         if (cid := self.selected()) is not None:
-            self.rapp.toggle_suspend(cid)
+            self.actions.toggle_suspend(cid)
 
     def action_archive(self) -> None:
         if (cid := self.selected()) is not None:
-            self.rapp.confirm_archive(cid)
+            self.actions.confirm_archive(cid)

@@ -11,14 +11,16 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from gateway.services.snapshots import CustomerDetail, TransactionRow, UsageLine
+from gateway.services.snapshots import CustomerDetail, RequestRow, TransactionRow, UsageLine
+from ringside_tui.messages import ViewInvalidated
 from ringside_tui.screens.requests import request_cells
 from ringside_tui.widgets import cells
 from ringside_tui.widgets.diff_table import Column, DiffTable
 
 if TYPE_CHECKING:
-    from ringside_tui.app import RingsideApp
-    from ringside_tui.bridge import Activity, Backend
+    from ringside_tui.actions import DashboardActions
+    from ringside_tui.backend import Backend
+    from ringside_tui.bridge import Activity
 
 USAGE_COLUMNS = [
     Column("key", "Model", 22),
@@ -119,11 +121,13 @@ class CustomerDetailScreen(Screen[None]):
         Binding("a", "archive", "Archive"),
     ]
 
-    def __init__(self, customer_id: str) -> None:
+    def __init__(self, customer_id: str, backend: Backend, actions: DashboardActions) -> None:
         super().__init__(id="detail-screen")
         self.customer_id = customer_id
+        self.backend = backend
+        self.actions = actions
         self.detail: CustomerDetail | None = None
-        self.warning_share = Decimal("0.8")
+        self.warning_share: Decimal = backend.warning_share
 
     def compose(self) -> ComposeResult:
         yield Static("Loading…", id="detail-header")
@@ -143,7 +147,7 @@ class CustomerDetailScreen(Screen[None]):
                     TXN_COLUMNS, id="txn-table", sort_column="time", sort_reverse=True
                 )
         yield Label("Recent requests", classes="box-title")
-        yield DiffTable[Any](
+        yield DiffTable[RequestRow](
             SMALL_REQUEST_COLUMNS,
             id="detail-requests-table",
             sort_column="time",
@@ -151,21 +155,16 @@ class CustomerDetailScreen(Screen[None]):
         )
         yield Footer()
 
-    @property
-    def rapp(self) -> RingsideApp:
-        return self.app  # type: ignore[return-value]
-
     def on_mount(self) -> None:
         self.set_focus(self.query_one("#by-model-table"))
-        self.rapp.request_refresh(urgent=True)
+        self.post_message(ViewInvalidated())
 
     # ------------------------------------------------------------------ live view
     def interested(self, activity: Activity) -> bool:
         return self.customer_id in activity.customer_ids
 
-    async def load(self, backend: Backend) -> CustomerDetail:
-        self.warning_share = backend.warning_share
-        return await backend.customer_detail(self.customer_id)
+    async def load(self) -> CustomerDetail:
+        return await self.backend.customer_detail(self.customer_id)
 
     def apply(self, d: CustomerDetail) -> int:
         self.detail = d
@@ -186,13 +185,13 @@ class CustomerDetailScreen(Screen[None]):
         self.app.pop_screen()
 
     def action_topup(self) -> None:
-        self.rapp.open_topup(self.customer_id)
+        self.actions.open_topup(self.customer_id)
 
     def action_edit(self) -> None:
-        self.rapp.open_limits(self.customer_id)
+        self.actions.open_limits(self.customer_id)
 
     def action_suspend(self) -> None:
-        self.rapp.toggle_suspend(self.customer_id)
+        self.actions.toggle_suspend(self.customer_id)
 
     def action_archive(self) -> None:
-        self.rapp.confirm_archive(self.customer_id)
+        self.actions.confirm_archive(self.customer_id)

@@ -14,8 +14,9 @@ from ringside_tui.widgets import cells
 from ringside_tui.widgets.diff_table import Column, DiffTable
 
 if TYPE_CHECKING:
-    from ringside_tui.app import RingsideApp
-    from ringside_tui.bridge import Activity, Backend
+    from ringside_tui.actions import DashboardActions
+    from ringside_tui.backend import Backend
+    from ringside_tui.bridge import Activity
 
 KEY_COLUMNS = [
     Column("name", "Name", 28),
@@ -44,8 +45,10 @@ class KeysView(Vertical):
         Binding("d,delete", "revoke", "Revoke"),
     ]
 
-    def __init__(self, admin_note: str = "") -> None:
+    def __init__(self, backend: Backend, actions: DashboardActions, admin_note: str = "") -> None:
         super().__init__(id="keys-view")
+        self.backend = backend
+        self.actions = actions
         self.admin_note = admin_note
 
     def compose(self) -> ComposeResult:
@@ -64,26 +67,22 @@ class KeysView(Vertical):
     def table(self) -> DiffTable[KeyRow]:
         return self.query_one("#keys-table", DiffTable)
 
-    @property
-    def rapp(self) -> RingsideApp:
-        return self.app  # type: ignore[return-value]
-
     def interested(self, activity: Activity) -> bool:
         return "key.changed" in activity.kinds
 
-    async def load(self, backend: Backend) -> list[KeyRow]:
-        return await backend.keys()
+    async def load(self) -> list[KeyRow]:
+        return await self.backend.keys()
 
     def apply(self, rows: list[KeyRow]) -> int:
         self.table.sync({k.id: k for k in rows}, key_cells)
         return len(rows)
 
     def action_create(self) -> None:
-        self.rapp.open_create_key()
+        self.actions.create_key()
 
     def action_revoke(self) -> None:
         key = self.table.selected_item()
         if key is None:
             self.notify("Select a key first.", severity="warning")
             return
-        self.rapp.confirm_revoke(key.id, key.name)
+        self.actions.confirm_revoke(key.id, key.name)

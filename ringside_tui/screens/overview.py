@@ -9,13 +9,14 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline, Static
 
-from gateway.clock import month_of, to_ms
 from gateway.services.snapshots import CustomerRow, Overview, Totals
 from ringside_tui.widgets import cells
 from ringside_tui.widgets.diff_table import Column, DiffTable
 
 if TYPE_CHECKING:
-    from ringside_tui.bridge import Activity, Backend
+    from ringside_tui.backend import Backend
+    from ringside_tui.bridge import Activity
+    from ringside_tui.customer_cache import CustomerCache
 
 TOTAL_COLUMNS = [
     Column("period", "", 14),
@@ -54,9 +55,11 @@ def _totals_cells(label: str, t: Totals) -> list[Any]:
 class OverviewView(Vertical):
     view_name = "overview"
 
-    def __init__(self) -> None:
+    def __init__(self, backend: Backend, customers: CustomerCache) -> None:
         super().__init__(id="overview-view")
-        self.warning_share = Decimal("0.8")
+        self.backend = backend
+        self.customers = customers
+        self.warning_share: Decimal = backend.warning_share
         self.data: Overview | None = None
 
     def compose(self) -> ComposeResult:
@@ -84,19 +87,8 @@ class OverviewView(Vertical):
     def interested(self, activity: Activity) -> bool:
         return True
 
-    async def load(self, backend: Backend) -> Overview:
-        self.warning_share = backend.warning_share
-        customers = await self.app.load_customers()  # type: ignore[attr-defined]
-        today, month, series = await backend.activity()
-        now = backend.now()
-        return Overview(
-            now_ms=to_ms(now),
-            period=month_of(now),
-            today=today,
-            month=month,
-            series=series,
-            customers=list(customers.values()),
-        )
+    async def load(self) -> Overview:
+        return await self.backend.overview_for(await self.customers.load())
 
     def apply(self, data: Overview) -> int:
         self.data = data

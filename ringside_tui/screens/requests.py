@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from textual import on
 from textual.app import ComposeResult
@@ -11,12 +11,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select
 
 from gateway.services.snapshots import TAIL_LIMIT, RequestRow
+from ringside_tui.messages import ViewInvalidated
 from ringside_tui.widgets import cells
 from ringside_tui.widgets.diff_table import Column, DiffTable
 
 if TYPE_CHECKING:
-    from ringside_tui.app import RingsideApp
-    from ringside_tui.bridge import Activity, Backend
+    from ringside_tui.backend import Backend
+    from ringside_tui.bridge import Activity
+    from ringside_tui.customer_cache import CustomerCache
 
 REQUEST_COLUMNS = [
     Column("time", "UTC", 8),
@@ -28,7 +30,8 @@ REQUEST_COLUMNS = [
     Column("latency", "Latency", 8),
     Column("status", "Status", 20),
 ]
-STATUSES = ["ok", "error", "refused", "cut"]
+RequestStatus = Literal["ok", "error", "refused", "cut"]
+STATUSES: tuple[RequestStatus, ...] = get_args(RequestStatus)
 # The customer filter matches names typed in part; past this many matches it narrows no more.
 MAX_FILTER_IDS = 500
 
@@ -58,8 +61,10 @@ class RequestsView(Vertical):
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, backend: Backend, customers: CustomerCache) -> None:
         super().__init__(id="requests-view")
+        self.backend = backend
+        self.customers = customers
         self.paused = False
         self.unmatched = False
 
@@ -82,13 +87,9 @@ class RequestsView(Vertical):
         return self.query_one("#requests-table", DiffTable)
 
     @property
-    def rapp(self) -> RingsideApp:
-        return self.app  # type: ignore[return-value]
-
-    @property
-    def status_filter(self) -> str | None:
+    def status_filter(self) -> RequestStatus | None:
         value = self.query_one("#status-filter", Select).value
-        return value if isinstance(value, str) else None
+        return next((s for s in STATUSES if s == value), None)
 
     # ------------------------------------------------------------------ live view
     def interested(self, activity: Activity) -> bool:
@@ -96,15 +97,15 @@ class RequestsView(Vertical):
             activity.kinds & {"request.metered", "request.refused", "customer.changed"}
         )
 
-    async def load(self, backend: Backend) -> list[RequestRow] | None:
+    async def load(self) -> list[RequestRow] | None:
         if self.paused:
             return None
         needle = self.query_one("#request-filter", Input).value.strip()
         ids = None
         if needle:
-            await self.rapp.ensure_customers()
-            ids = self.rapp.resolve_customers(needle)[:MAX_FILTER_IDS]
-        return await backend.requests(TAIL_LIMIT, customer_ids=ids, status=self.status_filter)
+            await self.customers.ensure()
+            ids = self.customers.resolve(needle)[:MAX_FILTER_IDS]
+        return await self.backend.requests(TAIL_LIMIT, customer_ids=ids, status=self.status_filter)
 
     def apply(self, rows: list[RequestRow] | None) -> int:
         if rows is None:
@@ -134,7 +135,7 @@ class RequestsView(Vertical):
         self.paused = not self.paused
         self._update_state()
         if not self.paused:
-            self.rapp.request_refresh(urgent=True)
+            self.post_message(ViewInvalidated())
 
     def action_focus_filter(self) -> None:
         self.screen.set_focus(self.query_one("#request-filter", Input))
@@ -157,4 +158,4 @@ class RequestsView(Vertical):
     @on(Input.Changed, "#request-filter")
     @on(Select.Changed, "#status-filter")
     def _filters_changed(self) -> None:
-        self.rapp.request_refresh(urgent=True)
+        self.post_message(ViewInvalidated())

@@ -1,13 +1,14 @@
 """Webhooks: endpoints with their health, recent deliveries, retry, enable/disable.
 
-Drawn from the webhook service's API-shaped dicts (`gw.services.webhooks`);
-when that module is not in the build the tab says so instead of failing.
+Drawn from the webhook service's API-shaped dicts (`services.webhooks`, the same the
+HTTP API answers with), through the backend.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,11 +16,13 @@ from textual.containers import Vertical
 from textual.widgets import Label, Static
 
 from ringside_tui.widgets import cells
+from ringside_tui.widgets.cells import Cell
 from ringside_tui.widgets.diff_table import Column, DiffTable
 
 if TYPE_CHECKING:
-    from ringside_tui.app import RingsideApp
-    from ringside_tui.bridge import Activity, Backend
+    from ringside_tui.actions import DashboardActions
+    from ringside_tui.backend import ApiDict, Backend, WebhooksSnapshot
+    from ringside_tui.bridge import Activity
 
 ENDPOINT_COLUMNS = [
     Column("url", "Endpoint URL", 40),
@@ -36,88 +39,69 @@ DELIVERY_COLUMNS = [
     Column("attempts", "Tries", 6),
     Column("last", "Last result", 28),
 ]
-NOT_AVAILABLE = (
-    "Webhooks are not available in this build (no webhook service registered), "
-    "so there is nothing to show here."
-)
+DELIVERY_STYLES = {"delivered": "green", "failed": "red", "pending": "#ff8700"}
 
 
-def get(d: Any, *names: str, default: Any = None) -> Any:
-    """A field of an API dict (or an object), trying names in order."""
-    for name in names:
-        value = d.get(name) if isinstance(d, dict) else getattr(d, name, None)
-        if value is not None:
-            return value
-    return default
-
-
-def iso_to_ms(value: Any) -> int | None:
+def iso_to_ms(value: str | None) -> int | None:
+    """An API timestamp ('2026-04-01T02:00:00Z') as epoch milliseconds."""
     if value is None:
         return None
-    if isinstance(value, int | float):
-        return int(value * 1000) if value < 10**11 else int(value)
     try:
-        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000)
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
     except ValueError:
         return None
 
 
-def endpoint_health(ep: Any) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Row:
+    """An API dict compared by value, so the diff only re-renders rows that changed."""
+
+    data: ApiDict = field(compare=False)
+    signature: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        signature = repr(sorted((str(k), repr(v)) for k, v in self.data.items()))
+        object.__setattr__(self, "signature", signature)
+
+
+def endpoint_health(ep: ApiDict) -> tuple[str, str]:
     """(label, style) from an endpoint dict."""
-    enabled = get(ep, "enabled", default=get(ep, "status") == "enabled")
-    if not enabled:
-        reason = get(ep, "disabled_reason", default="")
+    if not ep.get("enabled"):
+        reason = ep.get("disabled_reason") or ""
         return (f"disabled{': ' + reason if reason else ''}", "red")
-    failing = iso_to_ms(get(ep, "failing_since_at", "failing_since_ms"))
+    failing = iso_to_ms(ep.get("failing_since_at"))
     if failing is not None:
         return (f"failing since {cells.short_datetime_text(failing)}", "#ff8700")
-    if get(ep, "last_success_at", "last_success_ms") is not None:
+    if ep.get("last_success_at") is not None:
         return ("healthy", "green")
     return ("no deliveries yet", "dim")
 
 
-class Row:
-    """An API dict compared by value, so the diff only re-renders rows that changed."""
-
-    __slots__ = ("data", "signature")
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-        items = data.items() if isinstance(data, dict) else vars(data).items()
-        self.signature = repr(sorted((str(k), repr(v)) for k, v in items))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Row) and other.signature == self.signature
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def endpoint_cells(ep: Any) -> list[Any]:
+def endpoint_cells(ep: ApiDict) -> list[Cell]:
     label, style = endpoint_health(ep)
-    events = get(ep, "events")
+    events = ep.get("events")
     return [
-        cells.cell(str(get(ep, "url", default=""))),
+        cells.cell(str(ep.get("url") or "")),
         cells.cell(label, label, style=style),
-        cells.when(iso_to_ms(get(ep, "last_success_at", "last_success_ms")), full=True),
-        cells.plain(get(ep, "pending_deliveries")),
+        cells.when(iso_to_ms(ep.get("last_success_at")), full=True),
+        cells.plain(ep.get("pending_deliveries")),
         cells.cell("all" if not events else ", ".join(events)),
     ]
 
 
-def delivery_cells(d: Any) -> list[Any]:
-    status = str(get(d, "status", default=""))
-    style = {"delivered": "green", "failed": "red", "pending": "#ff8700"}.get(status, "")
-    code = get(d, "last_status_code")
-    error = get(d, "last_error")
+def delivery_cells(d: ApiDict) -> list[Cell]:
+    status = str(d.get("status") or "")
+    code = d.get("last_status_code")
+    error = d.get("last_error")
     last = f"HTTP {code}" if code else ""
     if error:
         last = f"{last} {error}".strip()
     return [
-        cells.when(iso_to_ms(get(d, "created_at", "created")), full=True),
-        cells.plain(get(d, "event_type", "event_id")),
-        cells.plain(get(d, "endpoint_url", "endpoint_id")),
-        cells.cell(status, status, style=style),
-        cells.plain(get(d, "attempt_count", "attempts", default=0)),
+        cells.when(iso_to_ms(d.get("created_at")), full=True),
+        cells.plain(d.get("event_type") or d.get("event_id")),
+        cells.plain(d.get("endpoint_url") or d.get("endpoint_id")),
+        cells.cell(status, status, style=DELIVERY_STYLES.get(status, "")),
+        cells.plain(d.get("attempt_count") or 0),
         cells.cell(last or "—", last),
     ]
 
@@ -130,13 +114,14 @@ class WebhooksView(Vertical):
         Binding("e", "toggle_endpoint", "Enable/disable"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, backend: Backend, actions: DashboardActions) -> None:
         super().__init__(id="webhooks-view")
-        self.endpoints: dict[str, Any] = {}
-        self.deliveries: dict[str, Any] = {}
+        self.backend = backend
+        self.actions = actions
+        self.endpoints: dict[str, ApiDict] = {}
+        self.deliveries: dict[str, ApiDict] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="webhooks-unavailable", classes="hint")
         yield Label("Endpoints", classes="box-title")
         yield DiffTable[Row](ENDPOINT_COLUMNS, id="endpoints-table")
         yield Label("Recent deliveries", classes="box-title")
@@ -148,48 +133,34 @@ class WebhooksView(Vertical):
             classes="hint",
         )
 
-    @property
-    def rapp(self) -> RingsideApp:
-        return self.app  # type: ignore[return-value]
-
     def interested(self, activity: Activity) -> bool:
         return any(k.startswith("webhook") or k == "event.recorded" for k in activity.kinds)
 
-    async def load(self, backend: Backend) -> tuple[list[Any], list[Any]] | None:
-        if backend.extra("webhooks") is None:
-            return None
-        endpoints = await backend.extra_call("webhooks", "list_endpoints")
-        deliveries = await backend.extra_call("webhooks", "recent_deliveries", 100)
-        return list(endpoints), list(deliveries)
+    async def load(self) -> WebhooksSnapshot:
+        return await self.backend.webhooks(100)
 
-    def apply(self, data: tuple[list[Any], list[Any]] | None) -> int:
-        note = self.query_one("#webhooks-unavailable", Static)
-        if data is None:
-            note.update(NOT_AVAILABLE)
-            return 0
-        note.update("")
-        endpoints, deliveries = data
-        self.endpoints = {str(get(e, "id")): e for e in endpoints}
-        self.deliveries = {str(get(d, "id")): d for d in deliveries}
+    def apply(self, data: WebhooksSnapshot) -> int:
+        self.endpoints = {str(e["id"]): e for e in data.endpoints}
+        self.deliveries = {str(d["id"]): d for d in data.deliveries}
         self.query_one("#endpoints-table", DiffTable).sync(
             {k: Row(v) for k, v in self.endpoints.items()}, lambda r: endpoint_cells(r.data)
         )
         self.query_one("#deliveries-table", DiffTable).sync(
             {k: Row(v) for k, v in self.deliveries.items()}, lambda r: delivery_cells(r.data)
         )
-        return len(endpoints) + len(deliveries)
+        return len(data.endpoints) + len(data.deliveries)
 
     def action_retry(self) -> None:
         key = self.query_one("#deliveries-table", DiffTable).selected_key
         if key is None:
             self.notify("Select a delivery first.", severity="warning")
             return
-        self.rapp.retry_delivery(key)
+        self.actions.retry_delivery(key)
 
     def action_toggle_endpoint(self) -> None:
         key = self.query_one("#endpoints-table", DiffTable).selected_key
         if key is None:
             self.notify("Select an endpoint first.", severity="warning")
             return
-        enabled = bool(get(self.endpoints.get(key, {}), "enabled", default=True))
-        self.rapp.set_endpoint_enabled(key, not enabled)
+        enabled = bool(self.endpoints.get(key, {}).get("enabled", True))
+        self.actions.set_endpoint_enabled(key, not enabled)

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from rich.console import JustifyMethod
 from rich.text import Text
 
-from gateway.ledger.amounts import NANOS_PER_USD
+from gateway.ledger import nanos_to_decimal
 
 BADGE_STYLES = {
     "active": "bold green",
@@ -34,7 +35,11 @@ class Cell:
     __slots__ = ("justify", "sort_value", "style", "text")
 
     def __init__(
-        self, text: str, sort_value: Any = _BY_TEXT, style: str = "", justify: str = "left"
+        self,
+        text: str,
+        sort_value: Any = _BY_TEXT,
+        style: str = "",
+        justify: JustifyMethod = "left",
     ) -> None:
         self.text = text
         self.style = style
@@ -46,17 +51,21 @@ class Cell:
         return self.text
 
     def __rich__(self) -> Text:
-        return Text(self.text, style=self.style, justify=self.justify, end="")  # type: ignore[arg-type]
+        return Text(self.text, style=self.style, justify=self.justify, end="")
+
+    def _shown(self) -> tuple[str, str, str]:
+        """What is drawn: two cells that draw the same are equal (the sort value aside)."""
+        return (self.text, self.style, self.justify)
 
     def __eq__(self, other: object) -> bool:
         return (
-            type(other) is type(self)
-            and self.text == other.text  # type: ignore[attr-defined]
-            and self.style == other.style  # type: ignore[attr-defined]
-            and self.justify == other.justify  # type: ignore[attr-defined]
+            isinstance(other, Cell)
+            and type(other) is type(self)
+            and (other._shown() == self._shown())
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        return hash(self._shown())
 
     def __repr__(self) -> str:
         return f"Cell({self.text!r})"
@@ -89,7 +98,9 @@ def sort_key(cell: Any) -> tuple[bool, Any]:
     return (value is None, value if value is not None else 0)
 
 
-def cell(text: str, sort_value: Any = _BY_TEXT, style: str = "", justify: str = "left") -> Cell:
+def cell(
+    text: str, sort_value: Any = _BY_TEXT, style: str = "", justify: JustifyMethod = "left"
+) -> Cell:
     return Cell(text, sort_value, style, justify)
 
 
@@ -97,7 +108,7 @@ def usd_text(nanos: int | None, *, places: int = 2) -> str:
     """$1,234.56; amounts under a cent keep enough decimals to not read as zero."""
     if nanos is None:
         return "—"
-    d = Decimal(nanos) / NANOS_PER_USD
+    d = nanos_to_decimal(nanos)
     if nanos != 0 and abs(d) < _CENT:
         places = max(places, 6 if abs(d) >= Decimal("0.000001") else 9)
     q = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)

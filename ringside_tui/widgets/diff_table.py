@@ -24,9 +24,10 @@ from ringside_tui.widgets.cells import sort_key
 try:  # DataTable's row record; the bulk paths below fall back to the public API without it
     from textual._two_way_dict import TwoWayDict
     from textual.widgets._data_table import Row as _Row
+
+    _HAVE_INTERNALS = True
 except ImportError:  # pragma: no cover - a Textual that moved its internals
-    _Row = None  # type: ignore[assignment,misc]
-    TwoWayDict = None  # type: ignore[assignment,misc]
+    _HAVE_INTERNALS = False
 
 T = TypeVar("T")
 
@@ -157,8 +158,7 @@ class DiffTable(DataTable[Any], Generic[T]):
     # ------------------------------------------------------------------ bulk row changes
     def _bulk_ok(self) -> bool:
         return (
-            _Row is not None
-            and TwoWayDict is not None
+            _HAVE_INTERNALS
             and hasattr(self, "_row_locations")
             and hasattr(self, "_data")
             and hasattr(self, "_new_rows")

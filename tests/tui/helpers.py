@@ -15,7 +15,9 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
+from gateway.container import Services
 from gateway.runtime import Runtime
+from ringside_tui.app import RingsideApp
 from tests.conftest import ADMIN_KEY
 
 T = TypeVar("T")
@@ -25,6 +27,12 @@ async def call(rt: Runtime, coro: Coroutine[Any, Any, T]) -> T:
     """Run a gateway service coroutine on the gateway's own loop."""
     assert rt.gateway is not None and rt.gateway.loop is not None
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, rt.gateway.loop))
+
+
+def services(rt: Runtime) -> Services:
+    """The running gateway's services."""
+    assert rt.gateway is not None
+    return rt.gateway.services
 
 
 async def make_customer(rt: Runtime, external_id: str, name: str, **body: Any) -> dict[str, Any]:
@@ -55,9 +63,11 @@ async def proxy_chat(
 
 
 async def wait_until(
-    pilot: Pilot[Any], predicate: Callable[[], Any], within: float = 5.0, what: str = ""
+    pilot: Pilot[Any], predicate: Callable[[], Any], within: float = 10.0, what: str = ""
 ) -> float:
-    """Let the app run until `predicate()` is truthy; returns the seconds it took."""
+    """Let the app run until `predicate()` is truthy; returns the seconds it took.
+
+    `within` is a deadline against a hung test, not a latency bound: keep it generous."""
     started = time.monotonic()
     while True:
         try:
@@ -68,6 +78,14 @@ async def wait_until(
         if time.monotonic() - started > within:
             raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
         await pilot.pause(0.03)
+
+
+async def wait_refreshes(app: RingsideApp, pilot: Pilot[Any], view: str, n: int = 1) -> None:
+    """Let the app run until `n` more refreshes of `view` have been applied: the signal
+    that whatever should (or should not) have reached the view by now has been shown."""
+    count = app.refresh_loop.count_by_view
+    start = count[view]
+    await wait_until(pilot, lambda: count[view] >= start + n, what=f"{n} {view} refreshes")
 
 
 def raw(value: Any) -> Any:

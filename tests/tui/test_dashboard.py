@@ -7,11 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from textual.widgets import Input, Sparkline, TabbedContent
 
 from gateway.runtime import Runtime
 from ringside_tui.app import RingsideApp
+from ringside_tui.dialogs import ConfirmScreen, FormScreen, KeyCreatedScreen
+from ringside_tui.messages import TAB_LABELS
 from ringside_tui.screens.detail import CustomerDetailScreen
-from ringside_tui.screens.forms import ConfirmScreen, FormScreen, KeyCreatedScreen
 from ringside_tui.screens.help import HelpScreen
 from ringside_tui.widgets.diff_table import DiffTable
 from tests.tui.helpers import (
@@ -23,6 +25,8 @@ from tests.tui.helpers import (
     retrieve,
     rows,
     screen_text,
+    services,
+    wait_refreshes,
     wait_until,
 )
 
@@ -35,7 +39,7 @@ def table(app: RingsideApp, table_id: str) -> DiffTable[Any]:
 
 
 async def select_customer(app: RingsideApp, pilot: Any, customer_id: str) -> None:
-    t = app.views["customers"].table
+    t = app.views.customers.table
     await wait_until(pilot, lambda: customer_id in t.item_keys, what="customer row")
     t.move_cursor(row=t.get_row_index(customer_id))
     t.focus()
@@ -44,7 +48,7 @@ async def select_customer(app: RingsideApp, pilot: Any, customer_id: str) -> Non
 
 async def customers_tab(app: RingsideApp, pilot: Any) -> DiffTable[Any]:
     await pilot.press("2")
-    t = app.views["customers"].table
+    t = app.views.customers.table
     await wait_until(pilot, lambda: app.focused is t, what="customers table focus")
     return t
 
@@ -81,8 +85,8 @@ async def test_overview_shows_live_totals_top_customers_and_risk(
             lambda: [r[:2] for r in rows(risk)] == [["Tiny Budget", "over budget"]],
             what="at-risk row",
         )
-        spark = app.screen.query_one("#rps-spark")
-        assert sum(spark.data or []) >= 3  # type: ignore[attr-defined]
+        spark = app.screen.query_one("#rps-spark", Sparkline)
+        assert sum(spark.data or []) >= 3
         assert "Requests/s" in screen_text(app)
 
 
@@ -153,13 +157,12 @@ async def test_create_customer_shows_validation_and_service_errors(
         await pilot.press(*"Other", "tab", *"acme", "tab", "tab", *"lots", "enter")
         await pilot.pause()
         assert "must be a number" in screen_text(app)
-        budget = form.query_one("#field-monthly_budget_usd")
-        budget.value = "10"  # type: ignore[attr-defined]
+        form.query_one("#field-monthly_budget_usd", Input).value = "10"
         await pilot.press("enter")
         # The service refuses the duplicate external id; the form shows it under the field.
         await wait_until(pilot, lambda: "already" in screen_text(app), what="409 from the service")
         assert isinstance(app.screen, FormScreen)
-        page = await call(runtime, runtime.gateway.services.customers.list({}))  # type: ignore[union-attr]
+        page = await call(runtime, services(runtime).customers.list({}))
         assert [c["name"] for c in page.data] == ["Acme Corp"]
         await pilot.press("escape")
         assert not isinstance(app.screen, FormScreen)
@@ -180,11 +183,10 @@ async def test_top_up_from_the_table(runtime: Runtime, make_app: AppFactory) -> 
             lambda: "amount_usd must be greater than 0" in screen_text(app),
             what="invalid_amount",
         )
-        amount = app.screen.query_one("#field-amount_usd")
-        amount.value = ""  # type: ignore[attr-defined]
+        app.screen.query_one("#field-amount_usd", Input).value = ""
         await pilot.press(*"25.50", "tab", *"first credit", "enter")
         await wait_until(pilot, lambda: not isinstance(app.screen, FormScreen), what="dismiss")
-        wallet = await call(runtime, runtime.gateway.services.wallets.retrieve("umbrella"))  # type: ignore[union-attr]
+        wallet = await call(runtime, services(runtime).wallets.retrieve("umbrella"))
         assert raw(wallet["balance_usd"]) == "25.5"
         assert wallet["transactions"][0]["description"] == "first credit"
         await wait_until(
@@ -207,10 +209,11 @@ async def test_change_limits(runtime: Runtime, make_app: AppFactory) -> None:
         await pilot.press("e")
         await wait_until(pilot, lambda: isinstance(app.screen, FormScreen), what="limits form")
         form = app.screen
-        assert form.query_one("#field-monthly_budget_usd").value == "100"  # type: ignore[attr-defined]
-        form.query_one("#field-monthly_budget_usd").value = ""  # type: ignore[attr-defined]
+        budget = form.query_one("#field-monthly_budget_usd", Input)
+        assert budget.value == "100"
+        budget.value = ""
         await pilot.press(*"250", "tab", *"1.5", "tab")
-        form.query_one("#field-low_balance_threshold_usd").value = ""  # type: ignore[attr-defined]
+        form.query_one("#field-low_balance_threshold_usd", Input).value = ""
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: not isinstance(app.screen, FormScreen), what="dismiss")
         after = await retrieve(runtime, "acme")
@@ -237,7 +240,9 @@ async def test_suspend_and_resume(runtime: Runtime, make_app: AppFactory) -> Non
         await pilot.press("s")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
         await pilot.press("n")  # declined: nothing changes
-        await pilot.pause()
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="closed")
+        # The dialog's answer is handled as it closes: no service call was started.
+        assert not [w for w in app.workers if w.group == "action" and not w.is_finished]
         assert (await retrieve(runtime, "acme"))["status"] == "suspended"
         await pilot.press("s", "y")
         await wait_until(pilot, lambda: t.cell_text(c["id"], "status") == "active", what="resumed")
@@ -266,7 +271,7 @@ async def test_customer_detail(runtime: Runtime, make_app: AppFactory) -> None:
     c = await make_customer(runtime, "umbrella", "Umbrella Labs", monthly_budget_usd=Decimal(10))
     await call(
         runtime,
-        runtime.gateway.services.wallets.topup("umbrella", {"amount_usd": Decimal(20)}),  # type: ignore[union-attr]
+        services(runtime).wallets.topup("umbrella", {"amount_usd": Decimal(20)}),
     )
     await proxy_chat(runtime, "umbrella", model="fc:mock/mock-smart", tokens=300)
     await proxy_chat(runtime, "umbrella", tokens=100)
@@ -328,8 +333,13 @@ async def test_requests_tail_filters_and_pauses(runtime: Runtime, make_app: AppF
         await pilot.press("p")
         assert "paused" in screen_text(app)
         await proxy_chat(runtime, "acme")
-        await pilot.pause(0.8)
-        assert t.row_count == 3  # paused: the tail holds still
+        # Paused: the tail holds still. The signal that it had its chance to change: the
+        # request is in the log, then the view refreshed twice more.
+        gw = runtime.gateway
+        assert gw is not None
+        assert len(await call(runtime, gw.services.snapshots.requests(10))) == 4
+        await wait_refreshes(app, pilot, "requests", 2)
+        assert t.row_count == 3
         await pilot.press("p")
         await wait_until(pilot, lambda: t.row_count == 4, what="resumed tail")
 
@@ -362,14 +372,14 @@ async def test_create_and_revoke_app_key(runtime: Runtime, make_app: AppFactory)
                 json={"model": "fc:mock/mock-fast", "messages": [{"role": "user", "content": "x"}]},
             )
             assert ok.status_code == 200
-        listed = await call(runtime, runtime.gateway.services.keys.list())  # type: ignore[union-attr]
+        listed = await call(runtime, services(runtime).keys.list())
         assert [k["name"] for k in listed] == ["backend"]
         assert key not in screen_text(app)  # shown once, never in the table
         await pilot.press("d")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
         await pilot.press("y")
         await wait_until(pilot, lambda: t.row_count == 0, what="revoked")
-        assert await call(runtime, runtime.gateway.services.keys.list()) == []  # type: ignore[union-attr]
+        assert await call(runtime, services(runtime).keys.list()) == []
         async with httpx.AsyncClient(base_url=runtime.base_url) as client:
             gone = await client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
             assert gone.status_code == 401
@@ -385,19 +395,22 @@ async def test_command_palette_jumps_to_customer_and_runs_actions(
     globex = await make_customer(runtime, "globex", "Globex")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: len(app.customers) == 2, what="customers known")
+        await wait_until(pilot, lambda: len(app.customers.rows) == 2, what="customers known")
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"open globex")
-        await pilot.pause(0.5)
+        await wait_until(pilot, lambda: "Open Globex" in screen_text(app), what="palette hit")
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, CustomerDetailScreen), what="jumped")
-        assert app.screen.customer_id == globex["id"]  # type: ignore[attr-defined]
+        assert isinstance(app.screen, CustomerDetailScreen)
+        assert app.screen.customer_id == globex["id"]
         await pilot.press("escape")
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"create customer")
-        await pilot.pause(0.5)
+        await wait_until(
+            pilot, lambda: "Open the new-customer form" in screen_text(app), what="palette hit"
+        )
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, FormScreen), what="create form")
 
@@ -427,11 +440,21 @@ async def test_quit_key_exits(runtime: Runtime, make_app: AppFactory) -> None:
 async def test_every_tab_renders_without_errors(runtime: Runtime, make_app: AppFactory) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        for key in "123456":
-            await pilot.press(key)
-            done = app.refresh_count
-            await wait_until(pilot, lambda d=done: app.refresh_count > d + 1, what="refresh")
-            assert app.last_error is None, app.last_error
+        for key, tab in enumerate(TAB_LABELS, start=1):
+            await pilot.press(str(key))
+            await wait_refreshes(app, pilot, tab, 2)
+            assert app.refresh_loop.last_error is None, app.refresh_loop.last_error
+
+
+async def test_tab_keys_land_on_the_tab_pressed(runtime: Runtime, make_app: AppFactory) -> None:
+    """Leaving a tab whose table had the focus (Customers, Requests: a filter box beside
+    the table) used to bounce back to it: Textual refocused the box in the hidden pane."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        for tab in ("customers", "overview", "requests", "overview"):
+            await pilot.press(str(list(TAB_LABELS).index(tab) + 1))
+            await wait_refreshes(app, pilot, tab, 2)
+            assert app.query_one("#tabs", TabbedContent).active == tab, app.focused
 
 
 async def test_dashboard_reports_gateway_errors_without_crashing(
@@ -439,9 +462,9 @@ async def test_dashboard_reports_gateway_errors_without_crashing(
 ) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: app.refresh_count > 0, what="first refresh")
+        await wait_until(pilot, lambda: app.refresh_loop.count > 0, what="first refresh")
         runtime.stop(timeout=10)  # the gateway goes away under the dashboard
-        await wait_until(pilot, lambda: app.last_error is not None, what="error shown")
+        await wait_until(pilot, lambda: app.refresh_loop.last_error is not None, what="error shown")
         assert "gateway" in screen_text(app)
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.message import Message
 
-from gateway.db.models import RequestLog
 from gateway.events import EventBus
 from gateway.runtime import Runtime
 from ringside_tui.app import RingsideApp
@@ -36,7 +35,7 @@ class RecordingApp:
 def test_bridge_hands_off_one_message_per_burst() -> None:
     bus = EventBus()
     app = RecordingApp()
-    bridge = GatewayBridge(bus, app)  # type: ignore[arg-type]
+    bridge = GatewayBridge(bus, app)
     bridge.start()
 
     def publish() -> None:
@@ -122,7 +121,7 @@ async def test_diff_table_bulk_paths_keep_order_and_cursor() -> None:
 # ---------------------------------------------------------------------------- demo
 
 
-async def test_demo_drives_traffic_and_the_table_follows_within_a_second(
+async def test_demo_drives_traffic_and_the_table_follows_the_bus(
     runtime: Runtime, make_app: Callable[..., RingsideApp]
 ) -> None:
     assert runtime.gateway is not None
@@ -140,31 +139,31 @@ async def test_demo_drives_traffic_and_the_table_follows_within_a_second(
     )
     traffic.start()
     try:
-        assert traffic.ready.wait(20), traffic.stats
-        deadline = time.monotonic() + 10
-        count = 0
-        while time.monotonic() < deadline and count < 10:
-            count = runtime.gateway.db.run_sync(lambda: RequestLog.select().count())
-            time.sleep(0.1)
-        assert count >= 10, traffic.stats
-        assert traffic.stats.ok > 0 and not traffic.stats.errors
-        # The dashboard at its default cadence: a new request shows within a second.
+        assert await asyncio.to_thread(traffic.ready.wait, 30), traffic.stats
         probe = await make_customer(runtime, "probe", "Probe Inc")
-        app = make_app(idle_s=1.0, busy_s=0.5)
+        # No idle refresh within the test: only gateway activity (the bus, through the
+        # bridge) refreshes the table, so what changes on screen came that way.
+        app = make_app(idle_s=600.0, busy_s=0.5)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("2")
-            t = app.views["customers"].table
+            t = app.views.customers.table
+            await wait_until(pilot, lambda: traffic.stats.ok >= 10, what="10 demo calls")
+            assert not traffic.stats.errors
+            await wait_until(pilot, lambda: "Acme Corp" in column(t, 0), what="demo customer")
+            await wait_until(
+                pilot, lambda: t.cell_text(acme_id(app), "cost") != "$0.00", what="acme's cost"
+            )
             await wait_until(pilot, lambda: probe["id"] in t.item_keys, what="probe row")
             before = t.cell_text(probe["id"], "cost")
-            sent = time.monotonic()
-            assert (
-                await proxy_chat(runtime, "probe", model="fc:mock/mock-smart")
-            ).status_code == 200
-            waited = await wait_until(
-                pilot, lambda: t.cell_text(probe["id"], "cost") != before, within=3
+            ok = await proxy_chat(runtime, "probe", model="fc:mock/mock-smart")
+            assert ok.status_code == 200
+            await wait_until(
+                pilot, lambda: t.cell_text(probe["id"], "cost") != before, what="probe's cost"
             )
-            assert time.monotonic() - sent < 1.0, f"took {waited:.2f}s"
-            assert "Acme Corp" in column(t, 0)
     finally:
         traffic.stop()
     assert traffic.stats.sent > 0
+
+
+def acme_id(app: RingsideApp) -> str:
+    return next(c.id for c in app.customers.rows.values() if c.external_id == "acme")

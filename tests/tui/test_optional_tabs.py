@@ -1,18 +1,17 @@
-"""Webhooks and Stripe tabs: with the real services, with fakes, and without them."""
+"""Webhooks and Stripe tabs: the real services (Stripe unconfigured), and a stand-in Stripe
+service given to the dashboard through its typed seam (`Backend(stripe=...)`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
-
-import pytest
 
 from gateway.db.models import WebhookDelivery, WebhookEndpoint
 from gateway.runtime import Runtime
 from ringside_tui.app import RingsideApp
-from ringside_tui.screens.stripe import NOT_AVAILABLE as STRIPE_NA
-from ringside_tui.screens.webhooks import NOT_AVAILABLE as WEBHOOKS_NA
+from ringside_tui.backend import ApiDict, Backend, StripeSync
+from ringside_tui.screens.stripe import NOT_CONFIGURED
 from ringside_tui.widgets.diff_table import DiffTable
 from tests.tui.helpers import call, column, make_customer, screen_text, wait_until
 
@@ -24,48 +23,41 @@ def table(app: RingsideApp, table_id: str) -> DiffTable[Any]:
     return app.screen.query_one(f"#{table_id}", DiffTable)
 
 
-@pytest.fixture
-def without_extras(runtime: Runtime) -> Iterator[None]:
-    assert runtime.gateway is not None
-    extra = runtime.gateway.services.extra
-    saved = dict(extra)
-    extra.clear()
-    yield
-    extra.update(saved)
-
-
-async def test_tabs_say_not_available_without_the_services(
-    runtime: Runtime, make_app: AppFactory, without_extras: None
-) -> None:
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("5")
-        await wait_until(pilot, lambda: "not available" in screen_text(app), what="webhooks")
-        assert WEBHOOKS_NA.split(",")[0] in screen_text(app)
-        await pilot.press("r")  # no delivery: a warning, no crash
-        await pilot.press("6")
-        await wait_until(pilot, lambda: STRIPE_NA.split(",")[0] in screen_text(app), what="stripe")
-        await pilot.press("y")  # the action reports the service is missing
-        await pilot.pause(0.3)
-        assert app.last_error is None
-        assert app.is_running
+def toasts(app: RingsideApp) -> list[str]:
+    return [str(n.message) for n in app._notifications]
 
 
 # ---------------------------------------------------------------------------- webhooks
 
 
+async def test_webhooks_tab_without_endpoints(runtime: Runtime, make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.press("5")
+        done = app.refresh_loop.count
+        await wait_until(
+            pilot,
+            lambda: any(t.view == "webhooks" for t in list(app.refresh_loop.timings)[done:]),
+            what="a webhooks refresh",
+        )
+        assert table(app, "endpoints-table").row_count == 0
+        assert table(app, "deliveries-table").row_count == 0
+        await pilot.press("r")  # nothing selected: a warning, no crash
+        await wait_until(
+            pilot, lambda: "Select a delivery first." in toasts(app), what="warning toast"
+        )
+        assert app.refresh_loop.last_error is None
+        assert app.is_running
+
+
 async def test_webhooks_tab_retry_and_disable(runtime: Runtime, make_app: AppFactory) -> None:
-    assert runtime.gateway is not None
-    hooks = runtime.gateway.services.webhooks
-    if hooks is None:
-        pytest.skip("the webhook service is not in this build")
+    gw = runtime.gateway
+    assert gw is not None
+    hooks = gw.services.webhooks
     # Port 9 (discard) refuses connections: every attempt fails, the delivery stays pending.
     endpoint = await call(runtime, hooks.create_endpoint({"url": "http://127.0.0.1:9/hook"}))
     await make_customer(runtime, "acme", "Acme Corp")
-    await call(
-        runtime,
-        runtime.gateway.services.wallets.topup("acme", {"amount_usd": Decimal(5)}),
-    )
+    await call(runtime, gw.services.wallets.topup("acme", {"amount_usd": Decimal(5)}))
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -78,10 +70,13 @@ async def test_webhooks_tab_retry_and_disable(runtime: Runtime, make_app: AppFac
         assert delivery_id is not None
 
         def row() -> WebhookDelivery:
-            return runtime.gateway.db.run_sync(WebhookDelivery.get_by_id, delivery_id)  # type: ignore[union-attr]
+            return gw.db.run_sync(WebhookDelivery.get_by_id, delivery_id)
+
+        def enabled() -> bool:
+            return bool(gw.db.run_sync(WebhookEndpoint.get_by_id, endpoint["id"]).enabled)
 
         # Push the next attempt far out, then retry from the dashboard: due again now.
-        runtime.gateway.db.run_sync(
+        gw.db.run_sync(
             lambda: (
                 WebhookDelivery.update(next_attempt_ms=2**53, status="pending")
                 .where(WebhookDelivery.id == delivery_id)
@@ -93,43 +88,27 @@ async def test_webhooks_tab_retry_and_disable(runtime: Runtime, make_app: AppFac
 
         endpoints.focus()
         await pilot.press("e")
-        await wait_until(
-            pilot,
-            lambda: (
-                not runtime.gateway.db.run_sync(  # type: ignore[union-attr]
-                    WebhookEndpoint.get_by_id, endpoint["id"]
-                ).enabled
-            ),
-            what="endpoint disabled in the db",
-        )
+        await wait_until(pilot, lambda: not enabled(), what="endpoint disabled in the db")
         await wait_until(
             pilot, lambda: column(endpoints, 1)[0].startswith("disabled"), what="health cell"
         )
         await pilot.press("e")
-        await wait_until(
-            pilot,
-            lambda: (
-                runtime.gateway.db.run_sync(  # type: ignore[union-attr]
-                    WebhookEndpoint.get_by_id, endpoint["id"]
-                ).enabled
-            ),
-            what="endpoint enabled again",
-        )
+        await wait_until(pilot, enabled, what="endpoint enabled again")
 
 
 # ---------------------------------------------------------------------------- stripe
 
 
 class FakeStripe:
-    """The stripe service's dashboard surface, recording calls."""
+    """A stand-in for the Stripe sync service (the `StripeSync` protocol), recording calls."""
 
     configured = True
 
     def __init__(self) -> None:
         self.synced = 0
-        self._runs: list[dict[str, Any]] = []
+        self._runs: list[ApiDict] = []
 
-    async def sync_now(self, trigger: str = "manual") -> dict[str, Any]:
+    async def sync_now(self, trigger: str = "manual") -> ApiDict:
         self.synced += 1
         run = {
             "id": f"srun_{self.synced}",
@@ -146,10 +125,12 @@ class FakeStripe:
         self._runs.insert(0, run)
         return run
 
-    async def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+    async def runs(self, limit: int = 20, starting_after: str | None = None) -> list[ApiDict]:
         return self._runs[:limit]
 
-    async def customer_states(self, limit: int | None = None) -> list[dict[str, Any]]:
+    async def customer_states(
+        self, limit: int | None = None, starting_after: str | None = None
+    ) -> list[ApiDict]:
         return [
             {
                 "customer_id": "cus_x",
@@ -166,39 +147,35 @@ class FakeStripe:
 
 async def test_stripe_sync_now_calls_the_service(runtime: Runtime, make_app: AppFactory) -> None:
     assert runtime.gateway is not None
-    extra = runtime.gateway.services.extra
-    saved = extra.get("stripe")
     fake = FakeStripe()
-    extra["stripe"] = fake
-    try:
-        app = make_app()
-        async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("6")
-            states = table(app, "states-table")
-            await wait_until(pilot, lambda: states.row_count == 1, what="state row")
-            assert column(states, 2) == ["pending"]
-            await pilot.press("y")
-            runs = table(app, "runs-table")
-            await wait_until(pilot, lambda: runs.row_count == 1, what="run row")
-            assert fake.synced == 1
-            assert column(runs, 2) == ["succeeded"]
-            await wait_until(pilot, lambda: column(states, 2) == ["synced"], what="state synced")
-    finally:
-        if saved is not None:
-            extra["stripe"] = saved
+    stripe: StripeSync = fake  # the seam is typed: the stand-in satisfies the protocol
+    app = make_app(backend=Backend.for_gateway(runtime.gateway, stripe=stripe))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        states = table(app, "states-table")
+        await wait_until(pilot, lambda: states.row_count == 1, what="state row")
+        assert column(states, 2) == ["pending"]
+        assert NOT_CONFIGURED not in screen_text(app)
+        await pilot.press("y")
+        runs = table(app, "runs-table")
+        await wait_until(pilot, lambda: runs.row_count == 1, what="run row")
+        assert fake.synced == 1
+        assert column(runs, 2) == ["succeeded"]
+        await wait_until(pilot, lambda: column(states, 2) == ["synced"], what="state synced")
 
 
 async def test_stripe_not_configured_is_reported(runtime: Runtime, make_app: AppFactory) -> None:
     assert runtime.gateway is not None
-    if runtime.gateway.services.stripe is None:
-        pytest.skip("the stripe service is not in this build")
+    assert not runtime.gateway.services.stripe.configured  # no STRIPE_API_KEY in the tests
     app = make_app()
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await pilot.press("6")
-        await wait_until(pilot, lambda: "not configured" in screen_text(app), what="banner")
+        await wait_until(pilot, lambda: NOT_CONFIGURED in screen_text(app), what="banner")
         await pilot.press("y")
         await wait_until(
             pilot,
-            lambda: any("not configured" in str(n.message) for n in app._notifications),
+            lambda: any("not configured" in t for t in toasts(app)),
             what="error toast",
         )
+        assert app.refresh_loop.last_error is None  # the action failed, the tab did not
+        assert app.is_running

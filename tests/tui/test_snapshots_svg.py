@@ -29,11 +29,11 @@ from gateway.db.models import BudgetPeriod, RequestLog, UsageDaily, Wallet
 from gateway.ids import new_id
 from gateway.runtime import Runtime
 from ringside_tui.app import RingsideApp
+from ringside_tui.dialogs import FormScreen
 from ringside_tui.screens.detail import CustomerDetailScreen
-from ringside_tui.screens.forms import FormScreen
 from ringside_tui.screens.help import HelpScreen
 from tests.tui.conftest import start_runtime
-from tests.tui.helpers import call, make_customer, wait_until
+from tests.tui.helpers import call, make_customer, services, wait_refreshes, wait_until
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 SIZE = (120, 36)
@@ -64,6 +64,7 @@ class FrozenClock:
 def _seed_usage(rt: Runtime, ids: dict[str, str]) -> None:
     """Deterministic usage: daily rollups this month, a request log for the last minutes."""
     assert rt.gateway is not None
+    db = rt.gateway.db
     now_ms = to_ms(NOW)
     plan = {
         # customer: (model, requests per day, cost nanos per request, markup %)
@@ -83,7 +84,7 @@ def _seed_usage(rt: Runtime, ids: dict[str, str]) -> None:
     ]
 
     def write() -> None:
-        with rt.gateway.db.tx():  # type: ignore[union-attr]
+        with db.tx():
             for day in range(1, NOW.day + 1):
                 stamp = NOW.replace(day=day)
                 for ext, (model, n, cost, markup) in plan.items():
@@ -129,7 +130,7 @@ def _seed_usage(rt: Runtime, ids: dict[str, str]) -> None:
                     created_ms=now_ms - (36 - i) * 1700,
                 ).execute()
 
-    rt.gateway.db.run_sync(write)
+    db.run_sync(write)
 
 
 @pytest.fixture
@@ -152,8 +153,8 @@ def frozen(tmp_path: Path) -> Iterator[tuple[Runtime, dict[str, str]]]:
         for ext, name, body in specs:
             ids[ext] = (await make_customer(rt, ext, name, **body))["id"]
         for ext, amount in (("umbrella", Decimal(80)), ("hooli", Decimal(40))):
-            await call(rt, rt.gateway.services.wallets.topup(ext, {"amount_usd": amount}))  # type: ignore[union-attr]
-        await call(rt, rt.gateway.services.keys.create({"name": "production backend"}))  # type: ignore[union-attr]
+            await call(rt, services(rt).wallets.topup(ext, {"amount_usd": amount}))
+        await call(rt, services(rt).keys.create({"name": "production backend"}))
         return ids
 
     ids = asyncio.run(seed())
@@ -176,11 +177,7 @@ async def settle(app: RingsideApp, pilot: Any) -> None:
     assert target is not None
     name = target.view_name
 
-    def refreshed() -> int:
-        return sum(1 for t in app.timings if t.view == name and t.rows >= 0)
-
-    done = refreshed()
-    await wait_until(pilot, lambda: refreshed() >= done + 2, what=f"{name} refreshes")
+    await wait_refreshes(app, pilot, name, 2)
     for box in app.screen.query(Input):
         box.cursor_blink = False
     await pilot.pause()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -20,14 +20,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from gateway.errors import ApiError
-from ringside_tui.bridge import GatewayUnavailable
+from ringside_tui.backend import GatewayUnavailable
+
+FieldKind = Literal["text", "usd", "decimal", "bool"]
 
 
 @dataclass(frozen=True)
 class Field:
     name: str  # the service parameter it fills
     label: str
-    kind: str = "text"  # text | usd | decimal | bool
+    kind: FieldKind = "text"
     required: bool = False
     placeholder: str = ""
     initial: str | bool = ""
@@ -52,8 +54,9 @@ class FormCheckbox(Checkbox, inherit_bindings=False):
     BINDINGS = [Binding("space", "toggle_button", "Toggle", show=False)]
 
 
-class FormScreen(ModalScreen[Any]):
-    """A validated form. `perform(body)` runs the action; its result dismisses the form."""
+class FormScreen(ModalScreen[dict[str, Any] | None]):
+    """A validated form. `perform(body)` runs the action; its result dismisses the form
+    (None: cancelled)."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
@@ -72,7 +75,7 @@ class FormScreen(ModalScreen[Any]):
         self,
         title: str,
         fields: list[Field],
-        perform: Callable[[dict[str, Any]], Awaitable[Any]],
+        perform: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
         *,
         submit_label: str = "Save",
         intro: str = "",
