@@ -11,14 +11,11 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import customers, keys, proxy, stripe, usage, webhooks
+from gateway.api import customers, keys, ops, proxy, stripe, usage, webhooks
 from gateway.api.auth import auth_guard
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.fast_proxy import RingsideApp
-from gateway.api.health import healthz
 from gateway.wiring import Gateway
-
-SHUTDOWN_GRACE_S = 30.0
 
 
 def create_app(gw: Gateway) -> Litestar:
@@ -28,11 +25,11 @@ def create_app(gw: Gateway) -> Litestar:
         try:
             yield
         finally:
-            await gw.stop(SHUTDOWN_GRACE_S)
+            await gw.stop(gw.settings.server.shutdown_grace_s)
 
     app = RingsideApp(
         route_handlers=[
-            healthz,
+            *ops.ROUTES,
             *proxy.ROUTES,
             *customers.ROUTES,
             *keys.ROUTES,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 
@@ -67,6 +67,21 @@ class ServerSettings:
     db_busy_timeout_ms: int = 5000
     # The settlement spool's file in the data dir (one per worker process).
     spool_name: str = "unsettled.jsonl"
+    log_format: Literal["text", "json"] = "text"
+    # One line per proxied call (request id, customer, route, status, latency, cost).
+    # None: on with log_format = "json", off with "text".
+    access_log: bool | None = None
+    shutdown_grace_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    enabled: bool = True
+    # A scraper's bearer token (besides the admin key); from the env var named here.
+    token_env: str = "RINGSIDE_METRICS_TOKEN"
+    token: str | None = None
+    public: bool = False  # no key at all: for a scraper on a private network
+    per_customer: bool = False  # a customer label on money counters (cardinality!)
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,7 @@ class Settings:
     prices: Mapping[str, PriceOverride] = field(default_factory=dict)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     admin_key: str | None = None
     config_path: Path | None = None
 
@@ -119,7 +135,11 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "max_body_bytes",
         "log_level",
         "db_busy_timeout_ms",
+        "log_format",
+        "access_log",
+        "shutdown_grace_s",
     },
+    "metrics": {"enabled", "token_env", "public", "per_customer"},
     "billing": {
         "markup",
         "untagged",
@@ -303,6 +323,9 @@ def _build(
     stripe = _build_stripe(
         _check_keys("stripe", raw.get("stripe", {}), _SECTION_KEYS["stripe"]), env
     )
+    metrics = _build_metrics(
+        _check_keys("metrics", raw.get("metrics", {}), _SECTION_KEYS["metrics"]), env
+    )
     admin_key = env.get("RINGSIDE_ADMIN_KEY") or None
     if admin_key is not None and len(admin_key) < 16:
         raise ConfigError("RINGSIDE_ADMIN_KEY must be at least 16 characters long")
@@ -313,6 +336,7 @@ def _build(
         prices=prices,
         webhooks=webhooks,
         stripe=stripe,
+        metrics=metrics,
         admin_key=admin_key,
         config_path=path,
     )
@@ -346,7 +370,19 @@ def _build_server(t: dict[str, Any], env: Mapping[str, str], o: dict[str, Any]) 
         minimum=1,
         integer=True,
     )
+    log_format = t.get("log_format", d.log_format)
+    if log_format not in ("text", "json"):
+        raise ConfigError(f'[server] log_format must be "text" or "json", got {log_format!r}')
+    access_log = t.get("access_log")
+    if access_log is not None and not isinstance(access_log, bool):
+        raise ConfigError(f"[server] access_log must be true or false, got {access_log!r}")
+    grace = float(
+        _number("[server] shutdown_grace_s", t.get("shutdown_grace_s", d.shutdown_grace_s))
+    )
     return ServerSettings(
+        log_format=log_format,
+        access_log=access_log,
+        shutdown_grace_s=grace,
         db_busy_timeout_ms=busy,
         host=_string("[server] host", host),
         port=port,
@@ -355,6 +391,21 @@ def _build_server(t: dict[str, Any], env: Mapping[str, str], o: dict[str, Any]) 
         max_body_bytes=max_body,
         log_level=log_level,
     )
+
+
+def _build_metrics(t: dict[str, Any], env: Mapping[str, str]) -> MetricsSettings:
+    d = MetricsSettings()
+    flags = {}
+    for name in ("enabled", "public", "per_customer"):
+        value = t.get(name, getattr(d, name))
+        if not isinstance(value, bool):
+            raise ConfigError(f"[metrics] {name} must be true or false, got {value!r}")
+        flags[name] = value
+    token_env = _string("[metrics] token_env", t.get("token_env", d.token_env))
+    token = env.get(token_env) or None
+    if token is not None and len(token) < 16:
+        raise ConfigError(f"${token_env} (the metrics token) must be at least 16 characters")
+    return MetricsSettings(token_env=token_env, token=token, **flags)
 
 
 def _build_billing(t: dict[str, Any]) -> BillingSettings:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.config import MetricsSettings
 from gateway.events import EventBus
 from gateway.ledger import Idempotency
 from gateway.metering import MeteringService
 from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
+from gateway.services.metrics import MetricsService
 from gateway.services.snapshots import SnapshotService
 from gateway.services.usage import UsageService
 from gateway.services.wallets import WalletService
@@ -31,3 +33,5 @@ class Services:
     webhooks: WebhookService
     stripe: StripeSyncService
     snapshots: SnapshotService
+    metrics: MetricsService
+    metrics_settings: MetricsSettings

@@ -26,9 +26,12 @@ from gateway.events import EventBus
 from gateway.jobs import start_scheduler
 from gateway.ledger import HoldKeeper, Idempotency, Ledger, PriceBook
 from gateway.metering import MeteringService
+from gateway.metering.observe import CallObserver
+from gateway.metrics import Metrics
 from gateway.providers.registry import ProviderRegistry
 from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
+from gateway.services.metrics import MetricsService
 from gateway.services.snapshots import SnapshotService
 from gateway.services.usage import UsageService
 from gateway.services.wallets import WalletService
@@ -173,7 +176,14 @@ def build_gateway(
     )
     if settings.stripe.create_customers:
         customers.on_created.append(stripe.on_customer_created)
+    metrics = Metrics(per_customer=settings.metrics.per_customer)
+    metrics.holds_open.set_function(lambda: len(holds.active))
+    access = settings.server.access_log
+    observer = CallObserver(
+        metrics, access=access if access is not None else settings.server.log_format == "json"
+    )
     metering = MeteringService(
+        observer=observer,
         ledger=ledger,
         prices=prices,
         providers=providers,
@@ -192,6 +202,8 @@ def build_gateway(
         idempotency=idempotency,
         webhooks=webhooks,
         stripe=stripe,
+        metrics=MetricsService(metrics, db, ledger, wall_clock),
+        metrics_settings=settings.metrics,
         snapshots=SnapshotService(db, clock, Decimal(settings.billing.budget_warning_share)),
     )
     return Gateway(

@@ -29,6 +29,7 @@ from gateway.ledger import (
     nanos_to_header,
     nanos_to_json,
 )
+from gateway.metering.observe import CallObserver, CallTrace
 from gateway.metering.parse import Endpoint, ParsedCall, parse_call
 from gateway.metering.upstream_errors import map_upstream_failure
 from gateway.providers.anthropic import AnthropicProvider
@@ -43,6 +44,11 @@ __all__ = ["Endpoint", "MeteredJson", "MeteredResponse", "MeteredStream", "Meter
 Untagged = Literal["reject", "allow"]
 
 _DONE = b"data: [DONE]\n\n"
+ROUTES: dict[Endpoint, str] = {
+    "chat": "/v1/chat/completions",
+    "embeddings": "/v1/embeddings",
+    "messages": "/v1/messages",
+}
 MAX_CUSTOMER_REF = 255
 
 
@@ -129,7 +135,9 @@ class MeteringService:
         untagged: Untagged,
         tasks: BackgroundTasks,
         models: list[dict[str, Any]],
+        observer: CallObserver,
     ) -> None:
+        self._observer = observer
         self._ledger = ledger
         self._prices = prices
         self._providers = providers
@@ -144,11 +152,17 @@ class MeteringService:
     ) -> MeteredResponse:
         """Meter one call. Raises `ApiError` for a refusal (nothing forwarded, nothing
         charged) or an upstream failure (settled as such, not charged)."""
-        parsed = parse_call(endpoint, raw_body, self._providers, self._prices)
-        customer_ref = self._customer_ref(customer_header)
-        if parsed.estimate.stream:
-            return await self._stream(parsed, customer_ref)
-        return await self._unary(parsed, customer_ref)
+        trace = CallTrace(ROUTES[endpoint])
+        try:
+            parsed = parse_call(endpoint, raw_body, self._providers, self._prices)
+            trace.provider, trace.model = parsed.estimate.provider, parsed.estimate.model
+            customer_ref = self._customer_ref(customer_header)
+            if parsed.estimate.stream:
+                return await self._stream(parsed, customer_ref, trace)
+            return await self._unary(parsed, customer_ref, trace)
+        except ApiError as err:
+            self._observer.failed(trace, err)
+            raise
 
     def models(self) -> list[dict[str, Any]]:
         """The routable models, as GET /v1/models lists them."""
@@ -165,8 +179,20 @@ class MeteringService:
             raise InvalidRequest("FC-Customer is too long.", param="FC-Customer")
         return ref
 
+    async def _reserve(
+        self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace
+    ) -> Reservation:
+        started = time.perf_counter()
+        reservation = await self._ledger.reserve(customer_ref, parsed.estimate)
+        self._observer.timed_reserve(started)
+        trace.reservation = reservation
+        return reservation
+
     async def _settle(self, call: _Call, outcome: Outcome) -> Settlement:
-        return await self._ledger.settle(call.reservation, outcome)
+        started = time.perf_counter()
+        settlement = await self._ledger.settle(call.reservation, outcome)
+        self._observer.timed_settle(started)
+        return settlement
 
     async def _fail(self, call: _Call, failure: UpstreamFailure) -> ApiError:
         """Settle an upstream failure (nothing charged); the error to answer with."""
@@ -195,18 +221,22 @@ class MeteringService:
         return await provider.chat_stream(body)
 
     # ------------------------------------------------------------------ unary
-    async def _unary(self, parsed: ParsedCall, customer_ref: str | None) -> MeteredJson:
-        reservation = await self._ledger.reserve(customer_ref, parsed.estimate)
+    async def _unary(
+        self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace
+    ) -> MeteredJson:
+        reservation = await self._reserve(parsed, customer_ref, trace)
         call = _Call(parsed, reservation)
         # Shielded: if the client goes away, the upstream call still completes and settles.
-        return await asyncio.shield(self._tasks.spawn(self._forward_and_settle(call)))
+        return await asyncio.shield(self._tasks.spawn(self._forward_and_settle(call, trace)))
 
-    async def _forward_and_settle(self, call: _Call) -> MeteredJson:
+    async def _forward_and_settle(self, call: _Call, trace: CallTrace) -> MeteredJson:
         reservation = call.reservation
         self._holds.track(reservation.hold_id)
         try:
             try:
+                forwarded = time.perf_counter()
                 result = await self._forward(call)
+                self._observer.upstream(trace.provider, forwarded)
             except UpstreamFailure as f:
                 raise await self._fail(call, f) from None
             except BaseException:
@@ -222,16 +252,20 @@ class MeteringService:
         if isinstance(usage, dict):
             usage["cost_usd"] = nanos_to_json(settlement.cost_nanos)
             usage["price_usd"] = nanos_to_json(settlement.price_nanos)
+        self._observer.done(trace, settlement)
         return MeteredJson(encode(out), _money_headers(reservation, settlement))
 
     # ------------------------------------------------------------------ streams
-    async def _stream(self, parsed: ParsedCall, customer_ref: str | None) -> MeteredStream:
-        reservation = await self._ledger.reserve(customer_ref, parsed.estimate)
+    async def _stream(
+        self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace
+    ) -> MeteredStream:
+        reservation = await self._reserve(parsed, customer_ref, trace)
         call = _Call(parsed, reservation)
         self._holds.track(reservation.hold_id)
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         opened: asyncio.Future[ApiError | None] = asyncio.get_running_loop().create_future()
-        self._tasks.spawn(self._relay_and_settle(call, queue, opened))
+        self._tasks.spawn(self._relay_and_settle(call, queue, opened, trace))
+        stream_bytes = self._observer.metrics.stream_bytes
         refused = await asyncio.shield(opened)
         if refused is not None:
             raise refused
@@ -247,10 +281,14 @@ class MeteringService:
                 while not queue.empty():
                     more = queue.get_nowait()
                     if more is None:
-                        yield b"".join(burst)
+                        data = b"".join(burst)
+                        stream_bytes.inc(len(data))
+                        yield data
                         return
                     burst.append(more)
-                yield b"".join(burst) if len(burst) > 1 else item
+                data = b"".join(burst) if len(burst) > 1 else item
+                stream_bytes.inc(len(data))
+                yield data
 
         headers = _money_headers(reservation, None)
         headers["Cache-Control"] = "no-cache"
@@ -262,10 +300,12 @@ class MeteringService:
         call: _Call,
         queue: asyncio.Queue[bytes | None],
         opened: asyncio.Future[ApiError | None],
+        trace: CallTrace,
     ) -> None:
         """Open the upstream stream, relay it into the queue, settle. Never cancelled by
         the client going away: it runs as its own task."""
         reservation = call.reservation
+        forwarded = time.perf_counter()
         try:
             upstream = await self._open_stream(call)
         except UpstreamFailure as f:
@@ -301,6 +341,7 @@ class MeteringService:
         finally:
             with contextlib.suppress(Exception):  # closing a broken connection may fail again
                 await upstream.aclose()
+        self._observer.upstream(trace.provider, forwarded)
         if usage is None:
             # No usage from the provider (cut stream): charge what it produced, as counted.
             bound = call.parsed.estimate.input_tokens_bound
@@ -319,6 +360,7 @@ class MeteringService:
             )
         finally:
             self._holds.untrack(reservation.hold_id)
+        self._observer.done(trace, settlement, "ok" if error is None else "cut")
         if call.parsed.client_wants_usage and usage_data is not None:
             queue.put_nowait(_usage_chunk(usage_data, settlement))
         if upstream.framed:
