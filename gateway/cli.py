@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway import __version__
 from gateway.config import ConfigError, Settings, load_settings
+from gateway.logs import configure as configure_logging
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -59,21 +60,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides=overrides)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Job (re)registration chatter is not news to an operator.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-
-
 def serve(args: argparse.Namespace) -> int:
     from gateway.runtime import Runtime
 
     settings = settings_from_args(args)
-    setup_logging(settings.server.log_level)
+    configure_logging(settings.server.log_level, settings.server.log_format)
     runtime = Runtime(settings)
     workers: int = getattr(args, "workers", 1)
     database = (

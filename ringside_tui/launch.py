@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gateway.cli import settings_from_args
 from gateway.config import ConfigError
+from gateway.logs import quiet_libraries
 
 LOG_FILE = "ringside.log"
 # The GIL switch interval (1 ms, not CPython's 5 ms) is set by Runtime.prepare(): the
@@ -31,6 +32,7 @@ def _log_to_file(data_dir: Path) -> Path:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    quiet_libraries()
     logging.captureWarnings(True)
     return path
 
