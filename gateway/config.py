@@ -75,6 +75,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class TracingSettings:
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"  # OTLP over HTTP
+    service_name: str = "ringside"
+    sample_ratio: float = 1.0
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     enabled: bool = True
     # A scraper's bearer token (besides the admin key); from the env var named here.
@@ -114,6 +122,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     stripe: StripeSettings = field(default_factory=StripeSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     admin_key: str | None = None
     config_path: Path | None = None
 
@@ -140,6 +149,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "shutdown_grace_s",
     },
     "metrics": {"enabled", "token_env", "public", "per_customer"},
+    "tracing": {"enabled", "endpoint", "service_name", "sample_ratio"},
     "billing": {
         "markup",
         "untagged",
@@ -326,6 +336,9 @@ def _build(
     metrics = _build_metrics(
         _check_keys("metrics", raw.get("metrics", {}), _SECTION_KEYS["metrics"]), env
     )
+    tracing = _build_tracing(
+        _check_keys("tracing", raw.get("tracing", {}), _SECTION_KEYS["tracing"])
+    )
     admin_key = env.get("RINGSIDE_ADMIN_KEY") or None
     if admin_key is not None and len(admin_key) < 16:
         raise ConfigError("RINGSIDE_ADMIN_KEY must be at least 16 characters long")
@@ -337,6 +350,7 @@ def _build(
         webhooks=webhooks,
         stripe=stripe,
         metrics=metrics,
+        tracing=tracing,
         admin_key=admin_key,
         config_path=path,
     )
@@ -390,6 +404,22 @@ def _build_server(t: dict[str, Any], env: Mapping[str, str], o: dict[str, Any]) 
         database_url=db_url,
         max_body_bytes=max_body,
         log_level=log_level,
+    )
+
+
+def _build_tracing(t: dict[str, Any]) -> TracingSettings:
+    d = TracingSettings()
+    enabled = t.get("enabled", d.enabled)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"[tracing] enabled must be true or false, got {enabled!r}")
+    ratio = float(_number("[tracing] sample_ratio", t.get("sample_ratio", d.sample_ratio)))
+    if ratio > 1:
+        raise ConfigError(f"[tracing] sample_ratio must be between 0 and 1, got {ratio}")
+    return TracingSettings(
+        enabled=enabled,
+        endpoint=_http_url("[tracing] endpoint", t.get("endpoint", d.endpoint)),
+        service_name=_string("[tracing] service_name", t.get("service_name", d.service_name)),
+        sample_ratio=ratio,
     )
 
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -37,9 +37,13 @@ from gateway.services.usage import UsageService
 from gateway.services.wallets import WalletService
 from gateway.stripe_sync import StripeSyncService
 from gateway.tasks import BackgroundTasks
+from gateway.tracing import build_tracer
 from gateway.webhooks.delivery import DeliveryWorker
 from gateway.webhooks.outbox import Outbox
 from gateway.webhooks.service import WebhookService
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 log = logging.getLogger("ringside.wiring")
 
@@ -64,6 +68,8 @@ class Gateway:
     webhook_worker: DeliveryWorker
     tasks: BackgroundTasks
     services: Services
+    # OpenTelemetry's provider when tracing is on: flushed on stop.
+    tracer_provider: TracerProvider | None = None
     scheduler: AsyncIOScheduler | None = None
     loop: asyncio.AbstractEventLoop | None = field(default=None)
 
@@ -91,6 +97,8 @@ class Gateway:
         await self.tasks.drain(grace_s)
         await self.holds.stop()
         await self.providers.aclose()
+        if self.tracer_provider is not None:
+            await asyncio.to_thread(self.tracer_provider.shutdown)  # flushes pending spans
         for close in (self.services.webhooks.aclose, self.services.stripe.aclose):
             try:
                 await close()
@@ -135,6 +143,7 @@ def build_gateway(
     bus: EventBus | None = None,
     clock: Clock = utcnow,
     wall_clock: Clock = utcnow,
+    span_processor: SpanProcessor | None = None,
 ) -> Gateway:
     """`clock` is the business clock (months, holds, money rows); `wall_clock` runs what
     waits real time or coordinates live processes (webhook retries, leases, idempotency
@@ -179,8 +188,11 @@ def build_gateway(
     metrics = Metrics(per_customer=settings.metrics.per_customer)
     metrics.holds_open.set_function(lambda: len(holds.active))
     access = settings.server.access_log
+    traced = build_tracer(settings.tracing, span_processor)
     observer = CallObserver(
-        metrics, access=access if access is not None else settings.server.log_format == "json"
+        metrics,
+        access=access if access is not None else settings.server.log_format == "json",
+        tracer=traced[0] if traced else None,
     )
     metering = MeteringService(
         observer=observer,
@@ -218,4 +230,5 @@ def build_gateway(
         webhook_worker=worker,
         tasks=tasks,
         services=services,
+        tracer_provider=traced[1] if traced else None,
     )

@@ -7,13 +7,20 @@ price the ledger settled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ApiError
 from gateway.ledger import Reservation, Settlement, nanos_to_text
 from gateway.metrics import Metrics
+from gateway.tokens import TokenUsage
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
 
 access_log = logging.getLogger("ringside.access")
 
@@ -29,12 +36,86 @@ class CallTrace:
     provider: str = ""
     model: str = ""
     reservation: Reservation | None = None
+    span: Span | None = None
 
 
 class CallObserver:
-    def __init__(self, metrics: Metrics, *, access: bool) -> None:
+    def __init__(self, metrics: Metrics, *, access: bool, tracer: Tracer | None = None) -> None:
         self.metrics = metrics
         self.access = access
+        self.tracer = tracer
+
+    # ------------------------------------------------------------------ traces
+    def begin(self, trace: CallTrace) -> None:
+        if self.tracer is not None:
+            from opentelemetry.trace import SpanKind
+
+            trace.span = self.tracer.start_span(
+                f"POST {trace.route}",
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": "POST", "http.route": trace.route},
+            )
+
+    @contextlib.contextmanager
+    def child(
+        self, trace: CallTrace, name: str, attributes: dict[str, Any] | None = None
+    ) -> Iterator[Span | None]:
+        """A child span of the call's (or nothing, without tracing)."""
+        if self.tracer is None or trace.span is None:
+            yield None
+            return
+        from opentelemetry.trace import SpanKind, set_span_in_context
+
+        kind = SpanKind.CLIENT if name == "upstream" else SpanKind.INTERNAL
+        with self.tracer.start_as_current_span(
+            f"ringside.{name}" if name != "upstream" else f"chat {trace.model}",
+            context=set_span_in_context(trace.span),
+            kind=kind,
+            attributes=attributes or {},
+        ) as span:
+            yield span
+
+    def upstream_attributes(self, trace: CallTrace, system: str, operation: str) -> dict[str, Any]:
+        return {
+            "gen_ai.system": system,
+            "gen_ai.operation.name": operation,
+            "gen_ai.request.model": trace.model,
+            "server.address": trace.provider,
+        }
+
+    @staticmethod
+    def usage_attributes(span: Span | None, usage: TokenUsage | None) -> None:
+        if span is not None and usage is not None:
+            span.set_attributes(
+                {
+                    "gen_ai.usage.input_tokens": usage.input_tokens,
+                    "gen_ai.usage.output_tokens": usage.output_tokens,
+                }
+            )
+
+    def _end_span(
+        self, trace: CallTrace, status: int, settlement: Settlement | None, error: str | None
+    ) -> None:
+        span = trace.span
+        if span is None:
+            return
+        r = trace.reservation
+        attributes: dict[str, Any] = {
+            "http.response.status_code": status,
+            "gen_ai.request.model": trace.model,
+            "ringside.provider": trace.provider,
+            "ringside.request_id": r.request_id if r else None,
+            "ringside.customer_id": r.customer_id if r else None,
+            "ringside.cost_usd": nanos_to_text(settlement.cost_nanos) if settlement else None,
+            "ringside.price_usd": nanos_to_text(settlement.price_nanos) if settlement else None,
+            "error.type": error,
+        }
+        span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+        if error is not None and status >= 500:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end()
 
     def timed_reserve(self, started: float) -> None:
         self.metrics.reserve_duration.observe(time.perf_counter() - started)
@@ -48,6 +129,7 @@ class CallObserver:
     def done(self, trace: CallTrace, settlement: Settlement | None, status: str = "ok") -> None:
         """A call answered 200 (a stream: at its end, `status` "ok" or "cut")."""
         elapsed = time.perf_counter() - trace.started
+        self._end_span(trace, 200, settlement, None if status == "ok" else status)
         m = self.metrics
         m.call(trace.route, trace.provider, trace.model, 200)
         m.duration.labels(trace.route).observe(elapsed)
@@ -82,6 +164,7 @@ class CallObserver:
 
     def failed(self, trace: CallTrace, err: ApiError) -> None:
         elapsed = time.perf_counter() - trace.started
+        self._end_span(trace, err.status, None, err.code)
         m = self.metrics
         m.call(trace.route, trace.provider, trace.model, err.status)
         m.duration.labels(trace.route).observe(elapsed)

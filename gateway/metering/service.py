@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -38,6 +39,9 @@ from gateway.providers.base import ChatResult, ChatStream, UpstreamFailure
 from gateway.providers.registry import ProviderRegistry
 from gateway.tasks import BackgroundTasks
 from gateway.tokens import TokenUsage
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = ["Endpoint", "MeteredJson", "MeteredResponse", "MeteredStream", "MeteringService"]
 
@@ -108,11 +112,12 @@ def _upstream_body(call: ParsedCall, reservation: Reservation) -> dict[str, Any]
 
 
 class _Call:
-    """One call in flight: its parsed request, its reservation and its clock."""
+    """One call in flight: its parsed request, its reservation, its trace and its clock."""
 
-    def __init__(self, parsed: ParsedCall, reservation: Reservation) -> None:
+    def __init__(self, parsed: ParsedCall, reservation: Reservation, trace: CallTrace) -> None:
         self.parsed = parsed
         self.reservation = reservation
+        self.trace = trace
         self.started = time.perf_counter()
 
     def latency_ms(self) -> int:
@@ -153,6 +158,7 @@ class MeteringService:
         """Meter one call. Raises `ApiError` for a refusal (nothing forwarded, nothing
         charged) or an upstream failure (settled as such, not charged)."""
         trace = CallTrace(ROUTES[endpoint])
+        self._observer.begin(trace)
         try:
             parsed = parse_call(endpoint, raw_body, self._providers, self._prices)
             trace.provider, trace.model = parsed.estimate.provider, parsed.estimate.model
@@ -183,16 +189,25 @@ class MeteringService:
         self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace
     ) -> Reservation:
         started = time.perf_counter()
-        reservation = await self._ledger.reserve(customer_ref, parsed.estimate)
+        with self._observer.child(trace, "reserve"):
+            reservation = await self._ledger.reserve(customer_ref, parsed.estimate)
         self._observer.timed_reserve(started)
         trace.reservation = reservation
         return reservation
 
     async def _settle(self, call: _Call, outcome: Outcome) -> Settlement:
         started = time.perf_counter()
-        settlement = await self._ledger.settle(call.reservation, outcome)
+        with self._observer.child(call.trace, "settle"):
+            settlement = await self._ledger.settle(call.reservation, outcome)
         self._observer.timed_settle(started)
         return settlement
+
+    def _upstream_span(self, call: _Call) -> AbstractContextManager[Span | None]:
+        operation = "embeddings" if call.parsed.endpoint == "embeddings" else "chat"
+        attributes = self._observer.upstream_attributes(
+            call.trace, call.parsed.provider.settings.kind, operation
+        )
+        return self._observer.child(call.trace, "upstream", attributes)
 
     async def _fail(self, call: _Call, failure: UpstreamFailure) -> ApiError:
         """Settle an upstream failure (nothing charged); the error to answer with."""
@@ -225,7 +240,7 @@ class MeteringService:
         self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace
     ) -> MeteredJson:
         reservation = await self._reserve(parsed, customer_ref, trace)
-        call = _Call(parsed, reservation)
+        call = _Call(parsed, reservation, trace)
         # Shielded: if the client goes away, the upstream call still completes and settles.
         return await asyncio.shield(self._tasks.spawn(self._forward_and_settle(call, trace)))
 
@@ -235,7 +250,9 @@ class MeteringService:
         try:
             try:
                 forwarded = time.perf_counter()
-                result = await self._forward(call)
+                with self._upstream_span(call) as span:
+                    result = await self._forward(call)
+                    self._observer.usage_attributes(span, result.usage)
                 self._observer.upstream(trace.provider, forwarded)
             except UpstreamFailure as f:
                 raise await self._fail(call, f) from None
@@ -260,7 +277,7 @@ class MeteringService:
         self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace
     ) -> MeteredStream:
         reservation = await self._reserve(parsed, customer_ref, trace)
-        call = _Call(parsed, reservation)
+        call = _Call(parsed, reservation, trace)
         self._holds.track(reservation.hold_id)
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         opened: asyncio.Future[ApiError | None] = asyncio.get_running_loop().create_future()
@@ -306,13 +323,17 @@ class MeteringService:
         the client going away: it runs as its own task."""
         reservation = call.reservation
         forwarded = time.perf_counter()
+        upstream_span = contextlib.ExitStack()
+        span = upstream_span.enter_context(self._upstream_span(call))
         try:
             upstream = await self._open_stream(call)
         except UpstreamFailure as f:
+            upstream_span.close()
             self._holds.untrack(reservation.hold_id)
             opened.set_result(await self._fail(call, f))
             return
         except BaseException as exc:
+            upstream_span.close()
             self._holds.untrack(reservation.hold_id)
             await self._internal_error(call)
             opened.set_exception(exc)
@@ -341,6 +362,8 @@ class MeteringService:
         finally:
             with contextlib.suppress(Exception):  # closing a broken connection may fail again
                 await upstream.aclose()
+        self._observer.usage_attributes(span, usage)
+        upstream_span.close()
         self._observer.upstream(trace.provider, forwarded)
         if usage is None:
             # No usage from the provider (cut stream): charge what it produced, as counted.
