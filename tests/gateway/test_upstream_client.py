@@ -493,7 +493,9 @@ async def test_registry_lifecycle(tmp_path: Path, upstream: FakeUpstream) -> Non
     session = local.client.session()
     await registry.open()  # idempotent
     assert local.client.session() is session
-    assert session.connector is not None and session.connector.limit == 512
+    assert (
+        session.connector is not None and session.connector.limit == 10_000
+    )  # [providers.X] max_connections
     assert session.trust_env is False
     upstream.add(json={"object": "list", "data": [], "usage": {"prompt_tokens": 1}})
     await local.embeddings({"model": "e", "input": "x"})
