@@ -149,6 +149,11 @@ async def client(gateway: Gateway) -> AsyncIterator[AsyncTestClient[Any]]:
         yield c
 
 
+def unique_id(prefix: str = "x") -> str:
+    """An id no other test object has (`id(obj)` can repeat once an object is freed)."""
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
 @pytest.fixture
 def unique() -> Callable[[str], str]:
-    return lambda prefix="x": f"{prefix}-{secrets.token_hex(4)}"
+    return unique_id

@@ -3,7 +3,8 @@
 It parses form-encoded requests the way Stripe does (`payload[stripe_customer_id]=...`),
 checks them against the constraints of Stripe's OpenAPI document (required fields, known
 parameters, lengths, integer timestamps; see `tests/gateway/test_stripe_fake.py`, which
-compares these tables with the excerpt in /work/shared/stripe-api when it is present),
+compares these tables with the excerpt in ../shared/stripe-api, beside the checkout,
+when it is present),
 refuses a reused meter-event identifier within 24 hours with Stripe's own error, refuses
 timestamps outside [-35 days, +5 minutes], and injects faults on demand.
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import admin
+from tests.conftest import admin, unique_id
 
 
 async def create(client: Any, **body: Any) -> Any:
-    body.setdefault("external_id", f"ext-{len(str(body))}-{id(body)}")
+    body.setdefault("external_id", unique_id("ext"))
     body.setdefault("name", "Alice")
     return await client.post("/v1/customers", json=body, headers=admin())
 

@@ -45,9 +45,20 @@ async def hold_writer(db: Database) -> threading.Event:
         entered.set()
         gate.wait(10)
 
-    asyncio.ensure_future(db.write(blocker))
+    blocked = asyncio.ensure_future(db.write(blocker))
     await asyncio.to_thread(entered.wait, 10)
+    blocked.add_done_callback(lambda _: None)
     return gate
+
+
+async def queued(db: Database, n: int) -> None:
+    """Wait until `n` writes wait behind the blocked writer (so they run as one batch)."""
+    assert db._group is not None
+    for _ in range(100_000):
+        if db._group._queue.qsize() >= n:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{n} writes never queued")
 
 
 async def test_a_failing_write_rolls_back_alone_and_the_rest_commit(db: Database) -> None:
@@ -58,7 +69,7 @@ async def test_a_failing_write_rolls_back_alone_and_the_rest_commit(db: Database
         asyncio.ensure_future(db.write(insert, db, "c")),
         asyncio.ensure_future(db.write(insert, db, "a")),  # duplicate key: IntegrityError
     ]
-    await asyncio.sleep(0.05)  # let them all reach the queue
+    await queued(db, 4)
     gate.set()
     results = await asyncio.gather(*writes, return_exceptions=True)
     assert results[0] == "a" and results[2] == "c"
@@ -75,7 +86,7 @@ async def test_a_database_failure_fails_the_whole_batch_and_keeps_nothing(db: Da
         asyncio.ensure_future(db.write(insert, db, "y", peewee.OperationalError("disk I/O"))),
         asyncio.ensure_future(db.write(insert, db, "z")),
     ]
-    await asyncio.sleep(0.05)
+    await queued(db, 3)
     gate.set()
     results = await asyncio.gather(*writes, return_exceptions=True)
     assert all(isinstance(r, peewee.OperationalError) for r in results), results

@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.db.models import Event, Hold
-from tests.conftest import admin
+from tests.conftest import admin, unique_id
 
 # $1 / $2 per million tokens: one input token = 1000 nanos, one output token = 2000 nanos.
 PRICES = """
@@ -31,7 +31,7 @@ async def app(gateway_factory: Any) -> Any:
 
 
 async def customer(c: Any, **body: Any) -> dict[str, Any]:
-    body.setdefault("external_id", f"m-{id(body)}")
+    body.setdefault("external_id", unique_id("m"))
     body.setdefault("name", "Money")
     r = await c.post("/v1/customers", json=body, headers=admin())
     assert r.status_code == 201, r.text

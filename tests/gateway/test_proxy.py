@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
-from tests.conftest import admin
+from tests.conftest import admin, unique_id
 from tests.fakes.fake_upstream import FakeUpstream, sse_bytes
 
 
@@ -69,7 +69,7 @@ async def local(gateway_factory: Any, upstream: FakeUpstream) -> Any:
 
 
 async def new_customer(client: Any, **body: Any) -> dict[str, Any]:
-    body.setdefault("external_id", f"c-{id(body)}")
+    body.setdefault("external_id", unique_id("c"))
     body.setdefault("name", "Customer")
     r = await client.post("/v1/customers", json=body, headers=admin())
     assert r.status_code == 201, r.text

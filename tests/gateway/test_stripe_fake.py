@@ -20,7 +20,9 @@ from gateway.stripe_sync.units import MAX_EVENT_VALUE, UNITS
 from tests.fakes import fake_stripe
 from tests.fakes.fake_stripe import API_KEY, DROP, FakeStripe, parse_form
 
-SPEC = Path(os.environ.get("RINGSIDE_STRIPE_SPEC", "/work/shared/stripe-api/spec3.trimmed.json"))
+# The excerpt of Stripe's OpenAPI document lives beside the checkout (../shared/stripe-api).
+_BESIDE_CHECKOUT = Path(__file__).resolve().parents[3] / "shared/stripe-api/spec3.trimmed.json"
+SPEC = Path(os.environ.get("RINGSIDE_STRIPE_SPEC", str(_BESIDE_CHECKOUT)))
 NOW = 1_800_000_000.0
 
 
