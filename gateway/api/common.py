@@ -53,10 +53,6 @@ def stored_response(result: StoredAnswer) -> Response[bytes]:
     )
 
 
-def page(data: list[Any], has_more: bool, url: str) -> dict[str, Any]:
-    return {"object": "list", "data": data, "has_more": has_more, "url": url}
-
-
 def query(request: Request[Any, Any, Any], *names: str) -> dict[str, str | None]:
     params = request.query_params
     return {n: params.get(n) for n in names}
@@ -68,7 +64,6 @@ __all__ = [
     "encode",
     "json_body",
     "json_response",
-    "page",
     "query",
     "services",
     "stored_response",

@@ -6,7 +6,8 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, post
 
-from gateway.api.common import json_body, json_response, page, services
+from gateway.api.common import json_body, json_response, services
+from gateway.services.pagination import Page
 
 
 @post("/v1/keys", tags=["keys"], status_code=201, summary="Create an app key (shown once)")
@@ -20,7 +21,7 @@ async def create_key(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def list_keys(request: Request[Any, Any, Any]) -> Response[bytes]:
     include = request.query_params.get("include_revoked") in ("1", "true")
     keys = await services(request).keys.list(include)
-    return json_response(page(keys, False, "/v1/keys"))
+    return json_response(Page(keys, has_more=False).to_api("/v1/keys"))
 
 
 @delete("/v1/keys/{key_id:str}", tags=["keys"], status_code=200, summary="Revoke an app key")

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 
-from gateway.api.common import json_body, json_response, page, query, services
+from gateway.api.common import json_body, json_response, query, services
 from gateway.services.validation import limit as parse_limit
 from gateway.stripe_sync import StripeSyncService
 
@@ -32,8 +32,8 @@ async def sync_now(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def list_sync_runs(request: Request[Any, Any, Any]) -> Response[bytes]:
     params = query(request, "limit", "starting_after")
     n = parse_limit(params["limit"])
-    rows = await _service(request).runs(n + 1, params["starting_after"])
-    return json_response(page(rows[:n], len(rows) > n, "/v1/stripe/sync_runs"))
+    result = await _service(request).runs_page(n, params["starting_after"])
+    return json_response(result.to_api("/v1/stripe/sync_runs"))
 
 
 @get("/v1/stripe/sync_runs/{run_id:str}", tags=TAGS, summary="One Stripe sync run")
@@ -49,8 +49,8 @@ async def get_sync_run(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def list_customer_states(request: Request[Any, Any, Any]) -> Response[bytes]:
     params = query(request, "limit", "starting_after")
     n = parse_limit(params["limit"])
-    rows = await _service(request).customer_states(n + 1, params["starting_after"])
-    return json_response(page(rows[:n], len(rows) > n, "/v1/stripe/customers"))
+    result = await _service(request).customer_states_page(n, params["starting_after"])
+    return json_response(result.to_api("/v1/stripe/customers"))
 
 
 @get(
@@ -67,13 +67,13 @@ async def get_customer_state(request: Request[Any, Any, Any]) -> Response[bytes]
 async def list_batches(request: Request[Any, Any, Any]) -> Response[bytes]:
     params = query(request, "limit", "starting_after", "customer_id", "state")
     n = parse_limit(params["limit"], default=50, maximum=500)
-    rows = await _service(request).batches(
+    result = await _service(request).batches_page(
         customer_id=params["customer_id"],
         state=params["state"],
-        limit=n + 1,
+        limit=n,
         starting_after=params["starting_after"],
     )
-    return json_response(page(rows[:n], len(rows) > n, "/v1/stripe/batches"))
+    return json_response(result.to_api("/v1/stripe/batches"))
 
 
 @post(

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, patch, post
 
-from gateway.api.common import json_body, json_response, page, query, services
+from gateway.api.common import json_body, json_response, query, services
 from gateway.errors import InvalidRequest
 from gateway.webhooks.service import WebhookService
 
@@ -30,7 +30,7 @@ async def create_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def list_endpoints(request: Request[Any, Any, Any]) -> Response[bytes]:
     params = query(request, "limit", "starting_after", "enabled")
     result = await _webhooks(request).endpoints_page(params)
-    return json_response(page(result.data, result.has_more, "/v1/webhook_endpoints"))
+    return json_response(result.to_api("/v1/webhook_endpoints"))
 
 
 @get(
@@ -87,7 +87,7 @@ async def list_events(request: Request[Any, Any, Any]) -> Response[bytes]:
         request, "limit", "starting_after", "type", "customer_id", "customer", "since", "until"
     )
     result = await _webhooks(request).list_events(params)
-    return json_response(page(result.data, result.has_more, "/v1/events"))
+    return json_response(result.to_api("/v1/events"))
 
 
 @get(
@@ -126,7 +126,7 @@ async def retry_event(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def list_deliveries(request: Request[Any, Any, Any]) -> Response[bytes]:
     params = query(request, "limit", "starting_after", "endpoint_id", "status")
     result = await _webhooks(request).deliveries_page(params)
-    return json_response(page(result.data, result.has_more, "/v1/webhook_deliveries"))
+    return json_response(result.to_api("/v1/webhook_deliveries"))
 
 
 @post(

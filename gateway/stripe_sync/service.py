@@ -17,6 +17,7 @@ from gateway.db.models import Customer, UsageDaily
 from gateway.errors import InvalidRequest
 from gateway.events import EventBus
 from gateway.jsoncodec import decode
+from gateway.services.pagination import Page, cut
 from gateway.stripe_sync.client import StripeApi, StripeFailure
 from gateway.stripe_sync.engine import (
     WINDOW_MARGIN_S,
@@ -163,6 +164,29 @@ class StripeSyncService:
     ) -> list[dict[str, Any]]:
         """Sync runs, newest first."""
         return await self.db.read(self._runs_sync, limit, starting_after)
+
+    async def runs_page(
+        self, limit: int = 20, starting_after: str | None = None
+    ) -> Page[dict[str, Any]]:
+        return cut(await self.runs(limit + 1, starting_after), limit)
+
+    async def customer_states_page(
+        self, limit: int = 20, starting_after: str | None = None
+    ) -> Page[dict[str, Any]]:
+        return cut(await self.customer_states(limit + 1, starting_after), limit)
+
+    async def batches_page(
+        self,
+        *,
+        customer_id: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        starting_after: str | None = None,
+    ) -> Page[dict[str, Any]]:
+        rows = await self.batches(
+            customer_id=customer_id, state=state, limit=limit + 1, starting_after=starting_after
+        )
+        return cut(rows, limit)
 
     async def sync_run(self, run_id: str) -> dict[str, Any]:
         return await self.db.read(self._run_sync, run_id)

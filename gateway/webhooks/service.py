@@ -6,7 +6,6 @@ this service only changes the outbox and wakes the worker.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, get_args
 
 import peewee as pw
@@ -20,6 +19,7 @@ from gateway.event_types import ALL_EVENT_TYPES, event_to_payload
 from gateway.events import EventBus
 from gateway.ids import new_id
 from gateway.services import validation as v
+from gateway.services.pagination import Page, cut
 from gateway.webhooks import urlpolicy
 from gateway.webhooks.delivery import DeliveryStatus, DeliveryWorker, lock_endpoint
 from gateway.webhooks.errors import (
@@ -111,12 +111,6 @@ def delivery_to_api(
     return out
 
 
-@dataclass(frozen=True)
-class Page:
-    data: list[dict[str, Any]]
-    has_more: bool
-
-
 # ---------------------------------------------------------------------------- service
 
 
@@ -181,7 +175,7 @@ class WebhookService:
         page = await self.db.read(self._list_endpoints_sync, 1000, None, include_disabled)
         return page.data
 
-    async def endpoints_page(self, params: dict[str, str | None]) -> Page:
+    async def endpoints_page(self, params: dict[str, str | None]) -> Page[dict[str, Any]]:
         limit = v.limit(params.get("limit"))
         enabled = params.get("enabled")
         if enabled not in (None, "", "true", "false"):
@@ -200,7 +194,7 @@ class WebhookService:
         starting_after: str | None,
         include_disabled: bool,
         only_disabled: bool = False,
-    ) -> Page:
+    ) -> Page[dict[str, Any]]:
         q = WebhookEndpoint.select().where(WebhookEndpoint.deleted_ms.is_null())
         if not include_disabled:
             q = q.where(WebhookEndpoint.enabled == True)  # noqa: E712 - peewee expression
@@ -208,10 +202,9 @@ class WebhookService:
             q = q.where(WebhookEndpoint.enabled == False)  # noqa: E712
         if starting_after:
             q = q.where(WebhookEndpoint.id > starting_after)
-        rows = list(q.order_by(WebhookEndpoint.id).limit(limit + 1))
-        pending = self._pending_counts([r.id for r in rows[:limit]])
-        data = [endpoint_to_api(r, pending=pending.get(r.id, 0)) for r in rows[:limit]]
-        return Page(data, len(rows) > limit)
+        page = cut(list(q.order_by(WebhookEndpoint.id).limit(limit + 1)), limit)
+        pending = self._pending_counts([r.id for r in page.data])
+        return page.map(lambda r: endpoint_to_api(r, pending=pending.get(r.id, 0)))
 
     @staticmethod
     def _pending_counts(endpoint_ids: list[str]) -> dict[str, int]:
@@ -329,10 +322,10 @@ class WebhookService:
         )
 
     # ------------------------------------------------------------------ events
-    async def list_events(self, params: dict[str, str | None]) -> Page:
+    async def list_events(self, params: dict[str, str | None]) -> Page[dict[str, Any]]:
         return await self.db.read(self._list_events_sync, params)
 
-    def _list_events_sync(self, params: dict[str, str | None]) -> Page:
+    def _list_events_sync(self, params: dict[str, str | None]) -> Page[dict[str, Any]]:
         from gateway.services.usage import parse_time
 
         limit = v.limit(params.get("limit"))
@@ -367,7 +360,7 @@ class WebhookService:
                 | ((Event.created_ms == cursor.created_ms) & (Event.id < cursor.id))
             )
         rows = list(q.order_by(Event.created_ms.desc(), Event.id.desc()).limit(limit + 1))
-        return Page([event_to_payload(e) for e in rows[:limit]], len(rows) > limit)
+        return cut(rows, limit).map(event_to_payload)
 
     def _customer_id(self, ref: str) -> str:
         if self._resolve_customer is not None:
@@ -494,7 +487,9 @@ class WebhookService:
         )
         return page.data
 
-    async def deliveries_page(self, params: dict[str, str | None], *, maximum: int = 100) -> Page:
+    async def deliveries_page(
+        self, params: dict[str, str | None], *, maximum: int = 100
+    ) -> Page[dict[str, Any]]:
         limit = v.limit(params.get("limit"), default=20, maximum=maximum)
         status = params.get("status") or None
         if status is not None and status not in DELIVERY_STATUSES:
@@ -511,7 +506,7 @@ class WebhookService:
 
     def _deliveries_sync(
         self, limit: int, endpoint_id: str | None, status: str | None, after: str | None
-    ) -> Page:
+    ) -> Page[dict[str, Any]]:
         D = WebhookDelivery
         q = D.select()
         if endpoint_id:
@@ -528,8 +523,8 @@ class WebhookService:
                 (D.created_ms < cursor.created_ms)
                 | ((D.created_ms == cursor.created_ms) & (D.id < cursor.id))
             )
-        rows = list(q.order_by(D.created_ms.desc(), D.id.desc()).limit(limit + 1))
-        rows, has_more = rows[:limit], len(rows) > limit
+        page = cut(list(q.order_by(D.created_ms.desc(), D.id.desc()).limit(limit + 1)), limit)
+        rows, has_more = page.data, page.has_more
         endpoints = _endpoints_by_id({d.endpoint_id for d in rows})
         events = {
             e.id: e for e in Event.select().where(Event.id.in_(list({d.event_id for d in rows})))
