@@ -11,9 +11,9 @@ from gateway.config import MetricsSettings
 from gateway.events import EventBus
 from gateway.ledger import Idempotency
 from gateway.metering import MeteringService
+from gateway.ops import MetricsService
 from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
-from gateway.services.metrics import MetricsService
 from gateway.services.snapshots import SnapshotService
 from gateway.services.usage import UsageService
 from gateway.services.wallets import WalletService

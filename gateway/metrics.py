@@ -3,7 +3,7 @@
 `Metrics` holds every series; the metering service counts calls, money and latency as they
 happen (a few label lookups per call), and the gauges that describe durable state (webhook
 outbox, Stripe sync, spooled settlements) are read from the database when `/metrics` is
-scraped (`gateway.services.metrics.MetricsService`). Series names follow Prometheus'
+scraped (`gateway.ops.MetricsService`). Series names follow Prometheus'
 conventions (`_total`, `_seconds`, base units); money is in USD.
 """
 

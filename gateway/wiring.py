@@ -28,10 +28,10 @@ from gateway.ledger import HoldKeeper, Idempotency, Ledger, PriceBook
 from gateway.metering import MeteringService
 from gateway.metering.observe import CallObserver
 from gateway.metrics import Metrics
+from gateway.ops import MetricsService
 from gateway.providers.registry import ProviderRegistry
 from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
-from gateway.services.metrics import MetricsService
 from gateway.services.snapshots import SnapshotService
 from gateway.services.usage import UsageService
 from gateway.services.wallets import WalletService

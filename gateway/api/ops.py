@@ -11,7 +11,7 @@ from gateway import __version__
 from gateway.api.auth import authenticate
 from gateway.api.common import json_response, services
 from gateway.errors import AuthenticationRequired, NotFound
-from gateway.services.metrics import EXPOSITION_CONTENT_TYPE
+from gateway.ops import EXPOSITION_CONTENT_TYPE
 
 
 @get("/healthz", opt={"auth": "public"}, tags=["health"], summary="Liveness")
