@@ -8,9 +8,12 @@ import sys
 from collections.abc import Sequence
 
 from gateway.cli import (
+    DATA_COMMANDS,
+    add_data_commands,
     add_serve_options,
     add_server_options,
     add_version_option,
+    run_data_command,
     run_guarded,
     serve,
 )
@@ -27,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     serve_p = sub.add_parser("serve", help="run the gateway headless")
     add_serve_options(serve_p)
+    add_data_commands(sub)
     demo_p = sub.add_parser("demo", help="dashboard + mock provider + simulated traffic")
     add_server_options(demo_p)
     webhooks_p = sub.add_parser("webhooks", help="webhook tools")
@@ -45,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run_guarded(serve, args)
+    if args.command in DATA_COMMANDS:
+        return run_data_command(args)
     if args.command == "webhooks":
         from gateway.webhooks.listen import run as listen
 

@@ -54,6 +54,32 @@ class Cursor(Protocol):
     def fetchone(self) -> tuple[Any, ...] | None: ...
 
 
+def sqlite_path(url: str) -> str:
+    """The file of a sqlite:/// URL: sqlite:///relative/path and sqlite:////absolute/path, as
+    SQLAlchemy spells them."""
+    path = unquote(urlparse(url).path)
+    if path.startswith("/") and not url.startswith("sqlite:////"):
+        path = path[1:]
+    return path[1:] if path.startswith("//") else path
+
+
+def postgres_params(url: str) -> tuple[str, dict[str, Any]]:
+    """(database name, connection keywords) for a postgresql:// URL, as the gateway connects:
+    host 127.0.0.1 and port 5432 unless given, a 3 s connect timeout; other query
+    parameters go to libpq as they are (sslmode=..., ...)."""
+    parsed = urlparse(url)
+    query: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    params: dict[str, Any] = {
+        "user": unquote(parsed.username) if parsed.username else None,
+        "password": unquote(parsed.password) if parsed.password else None,
+        "host": parsed.hostname or "127.0.0.1",
+        "port": parsed.port or 5432,
+        "connect_timeout": int(query.pop("connect_timeout", "3")),
+        **query,
+    }
+    return unquote(parsed.path.lstrip("/")), params
+
+
 class Database:
     _closed: bool
 
@@ -63,10 +89,7 @@ class Database:
         self.is_sqlite = parsed.scheme == "sqlite"
         self.busy_timeout_ms = busy_timeout_ms
         if self.is_sqlite:
-            path = unquote(parsed.path)
-            # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy spells them.
-            if path.startswith("/") and not url.startswith("sqlite:////"):
-                path = path[1:]
+            path = sqlite_path(url)
             if path in ("", ":memory:"):
                 raise ValueError("in-memory SQLite cannot be shared between threads; give a file")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -89,19 +112,8 @@ class Database:
             self._pool = ThreadPoolExecutor(2, thread_name_prefix="ringside-db-reader")
         else:
             self.path = None
-            # Other query parameters go to libpq as they are (sslmode=..., ...).
-            query: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-            connect_timeout = int(query.pop("connect_timeout", "3"))
-            self.peewee = peewee.PostgresqlDatabase(
-                unquote(parsed.path.lstrip("/")),
-                user=unquote(parsed.username) if parsed.username else None,
-                password=unquote(parsed.password) if parsed.password else None,
-                host=parsed.hostname or "127.0.0.1",
-                port=parsed.port or 5432,
-                connect_timeout=connect_timeout,
-                autoconnect=True,
-                **query,
-            )
+            dbname, params = postgres_params(url)
+            self.peewee = peewee.PostgresqlDatabase(dbname, autoconnect=True, **params)
             self._group = None
             # One pool: each thread has its own connection and its own transactions.
             self._pool = ThreadPoolExecutor(pool_size, thread_name_prefix="ringside-db")

@@ -7,7 +7,8 @@ How a page's code blocks are exercised (the Markdown conventions writers follow)
   priced from the catalog).
 - `<!-- skip-test -->` right before a block: not run (real keys, placeholders).
 - `<!-- test: run -->` before a ```bash block: run by bash against that server.
-- `<!-- test: product-page -->`, `<!-- test: sqlite-to-postgres -->`: see the handlers.
+- `<!-- test: product-page -->`, `<!-- test: restore -->`, `<!-- test: sqlite-to-postgres -->`:
+  see the handlers. Bash blocks find `ringside` next to the Python running the tests.
 - ```toml blocks must load as a configuration, ```json blocks must parse, and every
   `ringside ...` command line in a bash block must parse with the real CLI.
 """
@@ -136,9 +137,11 @@ def run_python(page: Page, block: Block) -> None:
 
 
 def run_bash(page: Page, block: Block) -> None:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     out = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block.code],
-        env=dict(os.environ),
+        env=env,
         cwd=page.tmp_path,
         capture_output=True,
         text=True,
@@ -202,23 +205,37 @@ def run_product_page(page: Page, block: Block) -> None:
     assert sent == [{"subscription_item": ..., "quantity": quantity}]
 
 
+def run_restore(page: Page, block: Block) -> None:
+    """The page's backup was taken just before: a customer created after it must be gone
+    once the page's restore command ran with the gateway stopped; the rest is the same."""
+    check_cli_lines(page, block)
+    before = snapshot(page.server.base_url)
+    with Ringside(page.server.base_url, ADMIN_KEY) as c:
+        c.customers.create(external_id="after-the-backup", name="Later")
+    page.server.stop()
+    run_bash(page, block)
+    page.server.start()
+    assert snapshot(page.server.base_url) == before
+    assert len(list(page.server.data_dir.glob("ringside.db.before-restore-*"))) == 1
+
+
 def run_sqlite_to_postgres(page: Page, block: Block) -> None:
-    """Stop the SQLite gateway, let a PostgreSQL one create the schema, run the page's copy
-    script, start on PostgreSQL: everything a client can see must be the same."""
+    """Stop the SQLite gateway, run the page's `ringside migrate --to` into a new database,
+    start on PostgreSQL: everything a client can see must be the same."""
+    check_cli_lines(page, block)
     if not pg_reachable():
-        page.ran.append("(PostgreSQL unreachable: copy script not run)")
+        page.ran.append("(PostgreSQL unreachable: migrate not run)")
         return
     database_url = page.request.getfixturevalue("pg_server")()
     seed(page.server.base_url)
     before = snapshot(page.server.base_url)
     page.server.stop()
-    page.start_server(env=page.server_env, database_url=database_url).stop()
-    page.monkeypatch.setenv("SQLITE_PATH", str(page.server.data_dir / "ringside.db"))
     page.monkeypatch.setenv("DATABASE_URL", database_url)
-    page.exec(block.code, block)
+    run_bash(page, block)
     moved = page.start_server(env=page.server_env, database_url=database_url)
     assert snapshot(moved.base_url) == before
     page.point_at(moved)
+    page.ran.append("(moved to PostgreSQL)")
 
 
 def seed(base_url: str) -> None:
@@ -260,7 +277,8 @@ def snapshot(base_url: str) -> dict[str, Any]:
 HANDLERS: dict[tuple[str, str | None], Callable[[Page, Block], None]] = {
     ("python", None): run_python,
     ("python", "test:product-page"): run_product_page,
-    ("python", "test:sqlite-to-postgres"): run_sqlite_to_postgres,
+    ("bash", "test:restore"): run_restore,
+    ("bash", "test:sqlite-to-postgres"): run_sqlite_to_postgres,
     ("bash", None): run_shell,
     ("bash", "test:run"): run_shell,
     ("toml", None): check_toml,
@@ -331,8 +349,8 @@ def test_doc_examples_run(
         assert fake_stripe.totals() == {STRIPE_CUSTOMER: int(usage.total_price_usd * 100)}
     if name == "operations.md":
         backups = sorted(p.name for p in (tmp_path / "backups").iterdir())
-        assert len(backups) == 2 and "ringside-compact.db" in backups
-        assert any(r.startswith("python@") for r in page.ran) or not pg_reachable()
+        assert len(backups) == 1 and re.fullmatch(r"ringside-[\d-]+\.db", backups[0])
+        assert "(moved to PostgreSQL)" in page.ran or not pg_reachable()
 
 
 @pytest.mark.e2e
