@@ -209,6 +209,10 @@ class LedgerUnavailable(ApiError):
         "The ledger cannot take the reservation right now; the call was not forwarded."
     )
 
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("Retry-After", "1")
+
 
 class InternalError(ApiError):
     status = 500

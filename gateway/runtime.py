@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import resource
 import signal
@@ -123,7 +124,7 @@ class Runtime:
             log_config=None,
             access_log=False,
             lifespan="on",
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=max(1, math.ceil(s.shutdown_grace_s)),
             log_level="warning" if embedded else s.log_level,
         )
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from gateway.errors import ApiError
+
+log = logging.getLogger("ringside.tasks")
 
 T = TypeVar("T")
 
@@ -29,8 +34,20 @@ class BackgroundTasks:
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a caller that went away never awaits it
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved: a caller that went away never awaits it
+        if exc is not None and not isinstance(exc, ApiError):
+            log.error("background task %s failed", task.get_name(), exc_info=exc)
+
+    async def cancel_all(self, timeout_s: float) -> None:
+        """Cancel what is still running (each task settles what it must on its way out)
+        and wait up to `timeout_s` for them to finish."""
+        pending = list(self._tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait up to `timeout_s` for every task, including ones started meanwhile."""

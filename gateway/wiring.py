@@ -47,6 +47,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ringside.wiring")
 
+# At shutdown: how long settlements of calls whose clients already left may still take, and
+# how long cut calls get to write their settlement.
+STRAGGLERS_S = 5.0
+CUT_SETTLE_S = 10.0
+
 _OFFICIAL_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
@@ -94,7 +99,10 @@ class Gateway:
             with contextlib.suppress(Exception):
                 self.scheduler.shutdown(wait=False)
             self.scheduler = None
-        await self.tasks.drain(grace_s)
+        # The server already gave open connections `grace_s`; calls still running past it
+        # are cut: each settles as a cut stream (charged for what it produced) on its way out.
+        await self.tasks.drain(min(grace_s, STRAGGLERS_S))
+        await self.tasks.cancel_all(CUT_SETTLE_S)
         await self.holds.stop()
         await self.providers.aclose()
         if self.tracer_provider is not None:

@@ -129,6 +129,8 @@ class RingsideApp(Litestar):
         authorization = x_api_key = None
         customers: list[bytes] = []
         for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                raise PayloadTooLarge("The request body is larger than this server accepts.")
             if key == b"authorization":
                 authorization = value.decode("latin-1")
             elif key == b"x-api-key":

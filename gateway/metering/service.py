@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from gateway.errors import ApiError, CustomerRequired, InvalidRequest
+from gateway.errors import ApiError, CustomerRequired, InvalidRequest, UpstreamError
 from gateway.jsoncodec import encode
 from gateway.ledger import (
     HoldKeeper,
@@ -42,6 +43,8 @@ from gateway.tokens import TokenUsage
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
+
+log = logging.getLogger("ringside.metering")
 
 __all__ = ["Endpoint", "MeteredJson", "MeteredResponse", "MeteredStream", "MeteringService"]
 
@@ -343,6 +346,7 @@ class MeteringService:
         usage_data: bytes | None = None
         produced = 0
         failure: UpstreamFailure | None = None
+        cancelled = False
         try:
             async for chunk in upstream:
                 if upstream.framed:  # relayed as they are, usage events included
@@ -357,6 +361,10 @@ class MeteringService:
                 queue.put_nowait(b"data: " + chunk.data + b"\n\n")
         except UpstreamFailure as f:
             failure = f
+        except asyncio.CancelledError:
+            # Shutdown's grace period is over: cut the stream, charge what it produced.
+            cancelled = True
+            failure = UpstreamFailure("protocol", "the gateway shut down during the stream")
         except Exception as exc:  # never lose the settlement to an unexpected error
             failure = UpstreamFailure("protocol", f"stream relay failed: {type(exc).__name__}")
         finally:
@@ -370,6 +378,7 @@ class MeteringService:
             bound = call.parsed.estimate.input_tokens_bound
             usage = TokenUsage(input_tokens=(bound + 3) // 4, output_tokens=produced)
         error = map_upstream_failure(failure) if failure is not None else None
+        settlement: Settlement | None = None
         try:
             settlement = await self._settle(
                 call,
@@ -381,10 +390,16 @@ class MeteringService:
                     call.latency_ms(),
                 ),
             )
+        except Exception:
+            # A bug, not the database (the ledger retries and spools that): say so loudly,
+            # and still end the client's stream. The hold lapses and is swept.
+            log.exception("settling stream %s failed", reservation.request_id)
+            error = error or UpstreamError("Ringside could not settle this call.")
         finally:
             self._holds.untrack(reservation.hold_id)
-        self._observer.done(trace, settlement, "ok" if error is None else "cut")
-        if call.parsed.client_wants_usage and usage_data is not None:
+        if settlement is not None:
+            self._observer.done(trace, settlement, "ok" if error is None else "cut")
+        if settlement is not None and call.parsed.client_wants_usage and usage_data is not None:
             queue.put_nowait(_usage_chunk(usage_data, settlement))
         if upstream.framed:
             if error is not None:
@@ -398,6 +413,8 @@ class MeteringService:
         else:
             queue.put_nowait(b"data: " + encode(error.body()) + b"\n\n" if error else _DONE)
         queue.put_nowait(None)
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 def _usage_chunk(usage_data: bytes, settlement: Settlement) -> bytes:

@@ -24,6 +24,8 @@ from gateway.stripe_sync.models import StripeBatch, StripeSyncRun
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
 # More settlements than this waiting in the spool: the database is not keeping up.
 READY_MAX_SPOOLED = 100
+# A write that cannot start within this is a locked database: not ready.
+WRITE_PROBE_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +73,13 @@ class MetricsService:
         """Ready: the database answers, its schema is current, and the spool is not growing."""
         try:
             applied = await self._db.read(_applied_version)
+            # Reads pass beside a held write lock (WAL): probe a write, as a call would.
+            await asyncio.wait_for(self._db.write(_write_probe, self._db), WRITE_PROBE_S)
+        except TimeoutError:
+            return Readiness(False, "database locked: writes are waiting")
         except Exception as exc:
-            return Readiness(False, f"database unavailable: {type(exc).__name__}")
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            return Readiness(False, f"database unavailable: {detail}")
         latest = max((v for v, _, _ in discover()), default=0)
         if applied < latest:
             return Readiness(False, f"migrations not current ({applied} < {latest})")
@@ -80,6 +87,11 @@ class MetricsService:
         if pending > READY_MAX_SPOOLED:
             return Readiness(False, f"{pending} settlements spooled, waiting for the database")
         return Readiness(True)
+
+
+def _write_probe(db: Database) -> None:
+    with db.tx():  # BEGIN IMMEDIATE on SQLite: takes the write lock, writes nothing
+        pass
 
 
 def _applied_version() -> int:

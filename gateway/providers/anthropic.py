@@ -26,6 +26,7 @@ from gateway.providers.base import (
     Provider,
     StreamChunk,
     UpstreamFailure,
+    token_count,
 )
 from gateway.providers.sse import event_data, sse_events
 from gateway.providers.upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamStream
@@ -423,7 +424,7 @@ def finish_reason(stop_reason: Any) -> str:
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return token_count(value) or 0
 
 
 def anthropic_usage(usage: Any) -> TokenUsage:

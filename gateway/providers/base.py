@@ -116,20 +116,43 @@ class Provider(ABC):
         pass
 
 
+# No call bills more tokens than this; a provider that reports more is clamped (and the
+# charge is still recorded in full up to it) rather than breaking settlement.
+MAX_TOKENS = 10**12
+
+
+def token_count(value: Any) -> int | None:
+    """A provider's token count: a whole number >= 0 (whole floats too), clamped to
+    MAX_TOKENS; None when it is not a count at all."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 0:
+        return None
+    return min(value, MAX_TOKENS)
+
+
 def openai_usage_to_tokens(usage: dict[str, Any] | None) -> TokenUsage | None:
-    """OpenAI's usage object -> TokenUsage (prompt_tokens include cached ones)."""
+    """OpenAI's usage object -> TokenUsage (prompt_tokens include cached ones). None when
+    it carries neither a prompt nor a completion count: the caller treats the usage as
+    missing instead of billing zero."""
     if not isinstance(usage, dict):
         return None
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
+    prompt = token_count(usage.get("prompt_tokens"))
+    completion = token_count(usage.get("completion_tokens"))
+    if prompt is None and completion is None:
+        return None
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    if not isinstance(prompt_details, dict):
+        prompt_details = {}
+    if not isinstance(completion_details, dict):
+        completion_details = {}
     return TokenUsage(
-        input_tokens=_int(usage.get("prompt_tokens")),
-        cached_tokens=_int(prompt_details.get("cached_tokens")),
-        cache_write_tokens=_int(prompt_details.get("cache_write_tokens")),
-        output_tokens=_int(usage.get("completion_tokens")),
-        reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+        input_tokens=prompt or 0,
+        cached_tokens=token_count(prompt_details.get("cached_tokens")) or 0,
+        cache_write_tokens=token_count(prompt_details.get("cache_write_tokens")) or 0,
+        output_tokens=completion or 0,
+        reasoning_tokens=token_count(completion_details.get("reasoning_tokens")) or 0,
     )
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
 from decimal import Decimal
@@ -116,3 +117,53 @@ async def test_two_workers_share_one_port_and_never_overspend(
     server.stop()
     assert server.proc is not None and server.proc.returncode == 0, server.log()
     assert "with 2 workers" in server.log()
+
+
+SLOW_STREAMS = """
+[server]
+shutdown_grace_s = 2
+
+[providers.slowmock]
+kind = "mock"
+base_url = "http://127.0.0.1:9/v1"
+latency_ms = 60000
+
+[prices."slowmock/mock-fast"]
+input_usd_per_mtok = 1
+output_usd_per_mtok = 2
+"""
+
+
+async def test_a_stream_still_running_at_the_end_of_the_grace_is_cut_and_charged(
+    ringside_server: Callable[..., ServerProcess],
+) -> None:
+    server = ringside_server(config=SLOW_STREAMS)
+    h = server.headers()
+    async with httpx.AsyncClient(base_url=server.base_url, headers=h, timeout=60) as c:
+        cus = (
+            await c.post("/v1/customers", json={"external_id": "cut", "name": "C", "budget_usd": 5})
+        ).json()
+        body = {**chat("[mock:tokens=40]", stream=True), "model": "fc:slowmock/mock-fast"}
+        received = b""
+        # At the end of the grace the server closes the connection mid-stream.
+        with contextlib.suppress(httpx.RemoteProtocolError):
+            async with c.stream(
+                "POST", "/v1/chat/completions", json=body, headers={"FC-Customer": cus["id"]}
+            ) as r:
+                assert r.status_code == 200
+                async for part in r.aiter_bytes():
+                    received += part
+                    if received.count(b"data: ") >= 3 and server.proc is not None:
+                        if server.proc.returncode is None and b"SENT" not in received:
+                            server.proc.send_signal(signal.SIGTERM)
+                            received += b"SENT"
+    assert b"[DONE]" not in received  # cut, not finished: the stream lasts a minute
+    assert server.proc is not None and server.proc.wait(timeout=60) == 0, server.log()
+    server.start()
+    async with httpx.AsyncClient(base_url=server.base_url, headers=h) as c:
+        [row] = (await c.get("/v1/requests", params={"customer_id": cus["id"]})).json()["data"]
+        assert row["status"] == "cut" and row["output_tokens"] >= 1
+        customer = (await c.get(f"/v1/customers/{cus['id']}")).json()
+        assert customer["budget"]["held_usd"] == 0
+        assert Decimal(str(customer["budget"]["spent_usd"])) == Decimal(str(row["cost_usd"])) > 0
+    server.stop()

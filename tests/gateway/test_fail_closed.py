@@ -46,11 +46,14 @@ async def test_locked_database_refuses_with_503_and_never_forwards(gateway_facto
             r = await c.post(
                 "/v1/chat/completions", json=body(), headers=admin({"FC-Customer": cid})
             )
+            ready = await c.get("/readyz")  # reads still pass in WAL mode; writes do not
         finally:
             blocker.rollback()
             blocker.close()
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "ledger_unavailable"
+        assert r.headers["Retry-After"] == "1"
+        assert ready.status_code == 503 and "locked" in ready.json()["reason"]
         assert forwarded == []
         # once the lock is gone, calls go through again
         r = await c.post("/v1/chat/completions", json=body(), headers=admin({"FC-Customer": cid}))
