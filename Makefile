@@ -23,7 +23,7 @@ screenshots:
 	$(PY) -m ringside_tui.screenshots
 
 binary:
-	PYTHON=$(PY) bash scripts/build_binary.sh
+	bash scripts/build_binary.sh
 
 bench-dashboard:
 	$(PY) bench/dashboard_latency.py
