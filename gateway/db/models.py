@@ -162,6 +162,7 @@ class RequestLog(BaseModel):
         indexes = (
             (("customer_id", "created_ms"), False),
             (("created_ms",), False),
+            (("customer_id", "id"), False),  # m0004: /v1/requests?customer_id= keyset
         )
 
 
@@ -182,6 +183,7 @@ class UsageDaily(BaseModel):
 
     class Meta:
         primary_key = pw.CompositeKey("day", "customer_id", "model")
+        indexes = ((("customer_id", "day"), False),)  # m0004: one customer's days
 
 
 class Event(BaseModel):

@@ -7,8 +7,10 @@ services. The dashboard only formats what comes back.
 The customers snapshot is built for 10,000+ customers refreshed every second: one
 grouped query joins customers, this month's budget row and the wallet, and the
 month-to-date usage comes from the daily rollups, where the closed days of the month
-are aggregated once and cached (they no longer change) and only today's rows are
-summed on each refresh.
+are summed once and cached per day (yesterday is re-read every minute for late
+settlements, older days every ten, one per refresh) and only today's rows are summed on
+each refresh. At 10M request-log rows every refresh stays under 50 ms on SQLite and
+PostgreSQL (bench/RESULTS.md, "big ledger").
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from gateway.db.models import (
 # Closed days are re-aggregated at most this often, so a settlement that lands just
 # after midnight (a long stream started yesterday) still shows up within a minute.
 CLOSED_DAYS_TTL_MS = 60_000
+# The days before yesterday only change when a spooled settlement is replayed after an
+# outage: each is re-read this often, one day per refresh.
+OLDER_DAYS_TTL_MS = 600_000
 SERIES_SECONDS = 60  # requests/s sparkline: the last minute, per second
 SERIES_MINUTES = 30  # spend/min sparkline: the last half hour, per minute
 TAIL_LIMIT = 200
@@ -287,14 +292,64 @@ def _month_start(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-01")
 
 
-@dataclass
-class _ClosedDays:
-    """The month's closed days summed per customer; valid for one (month, day) and a TTL."""
+@dataclass(frozen=True)
+class _Sums:
+    """Usage summed per customer, (requests, cost, price), with the totals of the same rows."""
 
-    key: tuple[str, str] = ("", "")
-    taken_ms: int = 0
     per_customer: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     totals: Totals = field(default_factory=Totals)
+
+    def __add__(self, other: _Sums) -> _Sums:
+        return self._combine(other, 1)
+
+    def __sub__(self, other: _Sums) -> _Sums:
+        return self._combine(other, -1)
+
+    def replace(self, old: _Sums, new: _Sums) -> _Sums:
+        """`self - old + new`, in one copy."""
+        return self._combine(old, -1, new)
+
+    def _combine(self, other: _Sums, sign: int, then: _Sums | None = None) -> _Sums:
+        per = dict(self.per_customer)
+        t = self.totals
+        for part, k in ((other, sign), (then, 1)):
+            if part is None or not part.per_customer:
+                continue
+            for cid, (req, cost, price) in part.per_customer.items():
+                a = per.get(cid, (0, 0, 0))
+                per[cid] = (a[0] + k * req, a[1] + k * cost, a[2] + k * price)
+            o = part.totals
+            t = Totals(
+                t.requests + k * o.requests,
+                t.input_tokens + k * o.input_tokens,
+                t.output_tokens + k * o.output_tokens,
+                t.cost_nanos + k * o.cost_nanos,
+                t.price_nanos + k * o.price_nanos,
+            )
+        return _Sums(per, t)
+
+
+@dataclass(frozen=True)
+class _ClosedDays:
+    """The month's closed days (before today), summed per customer, cached per day.
+
+    A refresh re-reads only what may have changed: yesterday, where late settlements (a
+    stream started before midnight) still land, every CLOSED_DAYS_TTL_MS; each day before
+    it, which changes only when a spooled settlement is replayed after an outage, once it
+    is OLDER_DAYS_TTL_MS old, one day per refresh. A day that closes is read once.
+
+    The first read sums the days before yesterday in one query (`base`): the cheapest way
+    to a first answer. When the base goes stale its days are re-read one per refresh into
+    `rebuild`, and replace it once they are all in; from then on every day is its own.
+    """
+
+    month: str = ""
+    base_days: frozenset[str] = frozenset()
+    base_ms: int = 0
+    base: _Sums = field(default_factory=_Sums)
+    rebuild: dict[str, tuple[int, _Sums]] = field(default_factory=dict)
+    days: dict[str, tuple[int, _Sums]] = field(default_factory=dict)  # day -> (read at, sums)
+    sums: _Sums = field(default_factory=_Sums)  # base + days
 
 
 def _tuples(query: Any) -> list[tuple[Any, ...]]:
@@ -326,6 +381,32 @@ def _usage_query(where: Any) -> Any:
     )
 
 
+def _sums(where: Any) -> _Sums:
+    return _Sums(*_per_customer(_fetch(_usage_query(where))))
+
+
+def _sums_by_day(days: list[str]) -> dict[str, _Sums]:
+    """Each day's sums per customer, in one query grouped by (day, customer)."""
+    U = UsageDaily
+    query = (
+        U.select(
+            U.day,
+            U.customer_id,
+            pw.fn.SUM(U.requests),
+            pw.fn.SUM(U.input_tokens),
+            pw.fn.SUM(U.output_tokens),
+            pw.fn.SUM(U.cost_nanos),
+            pw.fn.SUM(U.price_nanos),
+        )
+        .where(U.day.in_(days))
+        .group_by(U.day, U.customer_id)
+    )
+    rows: dict[str, list[tuple[Any, ...]]] = {day: [] for day in days}
+    for day, *rest in _fetch(query):
+        rows[day].append(tuple(rest))
+    return {day: _Sums(*_per_customer(found)) for day, found in rows.items()}
+
+
 def _per_customer(rows: list[tuple[Any, ...]]) -> tuple[dict[str, tuple[int, int, int]], Totals]:
     per: dict[str, tuple[int, int, int]] = {}
     req_t = tin_t = tout_t = cost_t = price_t = 0
@@ -348,21 +429,74 @@ class SnapshotReader:
         self._closed = _ClosedDays()
 
     # ------------------------------------------------------------------ customers
-    def _closed_days(self, now: datetime) -> _ClosedDays:
+    def _closed_days(self, now: datetime, ids: list[str] | None = None) -> _Sums:
+        """This month's days before today, summed per customer (see `_ClosedDays`).
+
+        With `ids`, a cache that would need a read is left alone: those customers' days
+        are summed directly (an index range each), so narrowing stays cheap.
+        """
         now_ms = to_ms(now)
-        key = (month_of(now), day_of(now))
+        month, first, today = month_of(now), _month_start(now), day_of(now)
+        start = datetime.strptime(first, "%Y-%m-%d").replace(tzinfo=UTC)
+        closed = [
+            (start + timedelta(days=i)).strftime("%Y-%m-%d")
+            for i in range(now.astimezone(UTC).day - 1)
+        ]
         with self._lock:
-            cached = self._closed
-            if cached.key == key and now_ms - cached.taken_ms < CLOSED_DAYS_TTL_MS:
-                return cached
+            c = self._closed
+        reset = c.month != month or any(d >= today for d in (*c.base_days, *c.days))
+        if reset:
+            c = _ClosedDays(month)  # a new month (or the clock went back): start over
+        known = c.base_days | c.days.keys()
+        missing = [d for d in closed if d not in known]
+        yesterday = closed[-1] if closed else None
+        reread: list[str] = []
+        if yesterday in c.days and now_ms - c.days[yesterday][0] >= CLOSED_DAYS_TTL_MS:
+            reread.append(yesterday)
+        rebuild_next = None
+        if c.base_days and now_ms - c.base_ms >= OLDER_DAYS_TTL_MS:
+            rebuild_next = min(c.base_days - c.rebuild.keys(), default=None)
+        else:
+            stale = [
+                d
+                for d, (read_ms, _) in c.days.items()
+                if d != yesterday and now_ms - read_ms >= OLDER_DAYS_TTL_MS
+            ]
+            if stale:
+                reread.append(min(stale, key=lambda d: c.days[d][0]))
+        if not missing and not reread and rebuild_next is None and not reset:
+            return c.sums
         U = UsageDaily
-        per, totals = _per_customer(
-            _fetch(_usage_query((U.day >= _month_start(now)) & (U.day < day_of(now))))
-        )
-        fresh = _ClosedDays(key, now_ms, per, totals)
+        if ids is not None:
+            return _sums(U.customer_id.in_(ids) & (U.day >= first) & (U.day < today))
+        base_days, base_ms, base, sums = c.base_days, c.base_ms, c.base, c.sums
+        rebuild, days = dict(c.rebuild), dict(c.days)
+        reads: dict[str, _Sums] = {}
+        if not known and len(missing) > 1:  # cold: the days before yesterday in one query
+            base_days, base_ms = frozenset(missing[:-1]), now_ms
+            base = sums = _sums((U.day >= first) & (U.day < missing[-1]))
+            missing = missing[-1:]
+        wanted = [*missing, *reread, *([rebuild_next] if rebuild_next else [])]
+        if len(wanted) == 1:  # the usual refresh: one day, read like today's
+            reads[wanted[0]] = _sums(U.day == wanted[0])
+        elif wanted:
+            reads.update(_sums_by_day(wanted))
+        for day, read in reads.items():
+            if day == rebuild_next:
+                rebuild[day] = (now_ms, read)
+                continue
+            sums = sums.replace(days[day][1], read) if day in days else sums + read
+            days[day] = (now_ms, read)
+        if base_days and rebuild.keys() >= base_days:  # every base day re-read: swap
+            sums = sums - base
+            for day, (read_ms, read) in rebuild.items():
+                sums = sums + read
+                days[day] = (read_ms, read)
+            base_days, base, rebuild = frozenset(), _Sums(), {}
+        fresh = _ClosedDays(month, base_days, base_ms, base, rebuild, days, sums)
         with self._lock:
             self._closed = fresh
-        return fresh
+        return sums
 
     def _today(
         self, now: datetime, ids: list[str] | None = None
@@ -398,7 +532,9 @@ class SnapshotReader:
         named); the totals then cover those customers only.
         """
         wanted = list(ids) if ids is not None else None
-        closed = self._closed_days(now)
+        if wanted is not None and not wanted:
+            return [], Totals(), Totals()
+        closed = self._closed_days(now, wanted)
         today, today_totals = self._today(now, wanted)
         period = month_of(now)
         C, B, W = Customer, BudgetPeriod, Wallet
@@ -427,8 +563,6 @@ class SnapshotReader:
             .order_by(C.name, C.id)
         )
         if wanted is not None:
-            if not wanted:
-                return [], Totals(), Totals()
             query = query.where(C.id.in_(wanted))
         out: list[CustomerRow] = []
         zero = (0, 0, 0)
@@ -493,8 +627,10 @@ class SnapshotReader:
         now_min = now_ms // 60_000
         since_ms = (now_min - SERIES_MINUTES + 1) * 60_000
         R = RequestLog
-        # Integer division on both SQLite and PostgreSQL (bigint / int).
-        second = R.created_ms / 1000
+        # Integer division on both SQLite and PostgreSQL (bigint / int). The divisor is
+        # written into the SQL: as a bound parameter ($1 in SELECT, $2 in GROUP BY)
+        # PostgreSQL would not see the two expressions as the same one.
+        second = R.created_ms / pw.SQL("1000")
         rows = (
             R.select(
                 second.alias("s"),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from gateway.clock import iso_ms, to_ms
 from gateway.db.database import Database
-from gateway.db.models import RequestLog, UsageDaily
+from gateway.db.models import RequestLog
 from gateway.errors import InvalidRequest
 from gateway.ledger import Ledger, nanos_to_json
 from gateway.services import validation as v
@@ -62,6 +63,179 @@ def _money(cost: int, price: int) -> dict[str, Any]:
     }
 
 
+# The sums /v1/usage reports, in the order `usage_sql` selects them.
+SUMS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "price_nanos",
+)
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class LogWindow:
+    """Calls that started in [start_ms, end_ms), all within the UTC day `day`, counted
+    with `sign` (-1: taken back out of that day's rollup)."""
+
+    day: str
+    start_ms: int
+    end_ms: int
+    sign: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePlan:
+    """Where a window's usage is read from.
+
+    `days`: half-open ranges of whole UTC days ("YYYY-MM-DD", None = unbounded) summed
+    from the daily rollups; `windows`: the partial days, from the request log.
+    """
+
+    days: tuple[tuple[str | None, str | None], ...]
+    windows: tuple[LogWindow, ...]
+
+
+def _midnight(ts: datetime) -> datetime:
+    return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _partial_day(start: datetime, end: datetime) -> tuple[list[str], list[LogWindow]]:
+    """[start, end) inside one UTC day: read from the log directly, or, when the window
+    covers most of the day, as that day's rollup minus the log outside the window, so no
+    more than half a day of the log is ever read per edge.
+
+    Exact: a settlement writes its request-log row and its rollup in one transaction,
+    under the UTC day of the row's `created_ms`, for every call that has usage (status
+    ok or cut), and the plan is read in one statement.
+    """
+    day_start = _midnight(start)
+    day_end = day_start + DAY
+    day = day_start.strftime("%Y-%m-%d")
+    if end - start <= (start - day_start) + (day_end - end):
+        return [], [LogWindow(day, to_ms(start), to_ms(end))]
+    windows = []
+    if start > day_start:
+        windows.append(LogWindow(day, to_ms(day_start), to_ms(start), -1))
+    if end < day_end:
+        windows.append(LogWindow(day, to_ms(end), to_ms(day_end), -1))
+    return [day], windows
+
+
+def plan_usage(since: datetime | None, until: datetime | None) -> UsagePlan:
+    """Whole days from the rollups, partial days (sub-day bounds) from the request log."""
+    whole_since = since is None or since == _midnight(since)
+    whole_until = until is None or until == _midnight(until)
+    first = since if whole_since or since is None else _midnight(since) + DAY
+    last = until if whole_until or until is None else _midnight(until)
+    day_ranges: list[tuple[str | None, str | None]] = []
+    single_days: list[str] = []
+    windows: list[LogWindow] = []
+
+    def partial(start: datetime, end: datetime) -> None:
+        days, more = _partial_day(start, end)
+        single_days.extend(days)
+        windows.extend(more)
+
+    if first is not None and last is not None and first >= last:
+        # No whole day inside: [since, until) spans one midnight at most.
+        assert since is not None and until is not None
+        cut = _midnight(since) + DAY
+        partial(since, min(until, cut))
+        if until > cut:
+            partial(cut, until)
+    else:
+        day_ranges.append(
+            (
+                first.strftime("%Y-%m-%d") if first is not None else None,
+                last.strftime("%Y-%m-%d") if last is not None else None,
+            )
+        )
+        if not whole_since:
+            assert since is not None and first is not None
+            partial(since, first)
+        if not whole_until:
+            assert until is not None and last is not None
+            partial(last, until)
+    for day in single_days:
+        following = (datetime.strptime(day, "%Y-%m-%d") + DAY).strftime("%Y-%m-%d")
+        day_ranges.append((day, following))
+    return UsagePlan(tuple(day_ranges), tuple(windows))
+
+
+# The group key of a rollup row and of a request-log row, per group_by.
+_ROLLUP_KEYS = {None: "''", "day": "day", "model": "model", "customer": "customer_id"}
+_LOG_KEYS = {
+    None: "''",
+    "day": None,  # the window's day, a parameter
+    "model": "provider || '/' || model",
+    "customer": "COALESCE(customer_id, '')",
+}
+
+
+def usage_sql(
+    plan: UsagePlan, customer_id: str | None, group_by: str | None, param: str = "?"
+) -> tuple[str, list[Any]]:
+    """One statement summing the plan's parts per group key: ("key", *SUMS) rows.
+
+    Each part is aggregated where its index serves it (rollups by customer and day,
+    the log by customer and time); the outer query adds the parts up. Groups whose
+    calls all cancel out (a rollup minus the log outside a window) are left out.
+    """
+    parts: list[str] = []
+    params: list[Any] = []
+    rollup_key = _ROLLUP_KEYS[group_by]
+    for first, last in plan.days:
+        where = ["1 = 1"]
+        if customer_id is not None:
+            where.append(f"customer_id = {param}")
+            params.append(customer_id)
+        if first is not None:
+            where.append(f"day >= {param}")
+            params.append(first)
+        if last is not None:
+            where.append(f"day < {param}")
+            params.append(last)
+        grouped = f" GROUP BY {rollup_key}" if group_by else ""
+        sums = ", ".join(f"SUM({c}) AS {c}" for c in SUMS)
+        parts.append(
+            f"SELECT {rollup_key} AS k, {sums} FROM usage_daily "
+            f"WHERE {' AND '.join(where)}{grouped}"
+        )
+    for w in plan.windows:
+        sign = "-" if w.sign < 0 else ""
+        log_key = _LOG_KEYS[group_by]
+        key_params: list[Any] = []
+        if log_key is None:
+            log_key = f"CAST({param} AS VARCHAR(10))"
+            key_params.append(w.day)
+        where = ["status IN ('ok', 'cut')"]
+        where_params: list[Any] = []
+        if customer_id is not None:
+            where.append(f"customer_id = {param}")
+            where_params.append(customer_id)
+        where.append(f"created_ms >= {param} AND created_ms < {param}")
+        where_params += [w.start_ms, w.end_ms]
+        grouped = f" GROUP BY {log_key}" if group_by in ("model", "customer") else ""
+        sums = ", ".join(
+            f"{sign}COUNT(*) AS {c}" if c == "requests" else f"{sign}COALESCE(SUM({c}), 0) AS {c}"
+            for c in SUMS
+        )
+        parts.append(
+            f"SELECT {log_key} AS k, {sums} FROM request_log WHERE {' AND '.join(where)}{grouped}"
+        )
+        params += key_params + where_params
+    sums = ", ".join(f"SUM({c})" for c in SUMS)
+    union = " UNION ALL ".join(parts)
+    return (
+        f"SELECT k, {sums} FROM ({union}) AS parts GROUP BY k HAVING SUM(requests) <> 0",
+        params,
+    )
+
+
 class UsageService:
     def __init__(self, db: Database, ledger: Ledger) -> None:
         self.db = db
@@ -80,122 +254,58 @@ class UsageService:
 
     def usage_sync(self, params: dict[str, str | None]) -> dict[str, Any]:
         customer_id = self._customer_id(params.get("customer_id") or params.get("customer"))
-        since, since_whole = parse_time(params.get("since"), "since", end=False)
-        until, until_whole = parse_time(params.get("until"), "until", end=True)
+        since, _ = parse_time(params.get("since"), "since", end=False)
+        until, _ = parse_time(params.get("until"), "until", end=True)
         if since and until and until <= since:
             raise InvalidRequest("until must be after since.", param="until")
         group_by = params.get("group_by")
         if group_by is not None and group_by not in GROUPS:
             raise InvalidRequest("group_by must be day, model or customer.", param="group_by")
-        if since_whole and until_whole:
-            rows = self._from_rollups(customer_id, since, until)
-        else:
-            rows = self._from_log(customer_id, since, until)
-        totals: defaultdict[str, int] = defaultdict(int)
-        groups: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for row in rows:
-            for k in (
-                "requests",
-                "input_tokens",
-                "output_tokens",
-                "cached_tokens",
-                "reasoning_tokens",
-                "cost",
-                "price",
-            ):
-                totals[k] += row[k]
-            if group_by:
-                key = {
-                    "day": row["day"],
-                    "model": f"fc:{row['model']}",  # the id /v1/models and /v1/requests use
-                    "customer": row["customer_id"],
-                }[group_by]
-                g = groups[key]
-                for k in ("requests", "input_tokens", "output_tokens", "cost", "price"):
-                    g[k] += row[k]
+        plan = plan_usage(since, until)
+        totals = [0] * len(SUMS)
         breakdown: list[dict[str, Any]] = []
-        for key in sorted(groups):
-            g = groups[key]
-            label = "customer_id" if group_by == "customer" else str(group_by)
-            breakdown.append(
-                {
-                    label: key or None,
-                    "requests": g["requests"],
-                    "input_tokens": g["input_tokens"],
-                    "output_tokens": g["output_tokens"],
-                    **_money(g["cost"], g["price"]),
-                }
-            )
+        label = "customer_id" if group_by == "customer" else str(group_by)
+        for key, *sums in self._sums(plan, customer_id, group_by):
+            values = [int(x or 0) for x in sums]
+            for i, x in enumerate(values):
+                totals[i] += x
+            if group_by:
+                requests, input_tokens, output_tokens, _, _, cost, price = values
+                breakdown.append(
+                    {
+                        # The model id /v1/models and /v1/requests use.
+                        label: (f"fc:{key}" if group_by == "model" else key) or None,
+                        "requests": requests,
+                        "input_tokens": input_tokens,
+                        "output_tokens": output_tokens,
+                        **_money(cost, price),
+                    }
+                )
+        breakdown.sort(key=lambda g: str(g[label] or ""))
+        requests, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, price = totals
         return {
             "object": "usage",
             "customer_id": customer_id,
             "since": since.isoformat().replace("+00:00", "Z") if since else None,
             "until": until.isoformat().replace("+00:00", "Z") if until else None,
             "group_by": group_by,
-            "requests": totals["requests"],
-            "input_tokens": totals["input_tokens"],
-            "output_tokens": totals["output_tokens"],
-            "cached_tokens": totals["cached_tokens"],
-            "reasoning_tokens": totals["reasoning_tokens"],
-            **_money(totals["cost"], totals["price"]),
+            "requests": requests,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cached_tokens": cached_tokens,
+            "reasoning_tokens": reasoning_tokens,
+            **_money(cost, price),
             "breakdown": breakdown,
         }
 
-    def _from_rollups(
-        self, customer_id: str | None, since: datetime | None, until: datetime | None
-    ) -> list[dict[str, Any]]:
-        U = UsageDaily
-        q = U.select()
-        if customer_id:
-            q = q.where(U.customer_id == customer_id)
-        if since:
-            q = q.where(U.day >= since.strftime("%Y-%m-%d"))
-        if until:
-            q = q.where(U.day < until.strftime("%Y-%m-%d"))
-        return [
-            {
-                "day": r.day,
-                "model": r.model,
-                "customer_id": r.customer_id,
-                "requests": r.requests,
-                "input_tokens": r.input_tokens,
-                "output_tokens": r.output_tokens,
-                "cached_tokens": r.cached_tokens,
-                "reasoning_tokens": r.reasoning_tokens,
-                "cost": r.cost_nanos,
-                "price": r.price_nanos,
-            }
-            for r in q
-        ]
-
-    def _from_log(
-        self, customer_id: str | None, since: datetime | None, until: datetime | None
-    ) -> list[dict[str, Any]]:
-        R = RequestLog
-        q = R.select().where(R.status.in_(["ok", "cut"]))
-        if customer_id:
-            q = q.where(R.customer_id == customer_id)
-        if since:
-            q = q.where(R.created_ms >= to_ms(since))
-        if until:
-            q = q.where(R.created_ms < to_ms(until))
-        out = []
-        for r in q.iterator():
-            out.append(
-                {
-                    "day": datetime.fromtimestamp(r.created_ms / 1000, UTC).strftime("%Y-%m-%d"),
-                    "model": f"{r.provider}/{r.model}",
-                    "customer_id": r.customer_id or "",
-                    "requests": 1,
-                    "input_tokens": r.input_tokens,
-                    "output_tokens": r.output_tokens,
-                    "cached_tokens": r.cached_tokens,
-                    "reasoning_tokens": r.reasoning_tokens,
-                    "cost": r.cost_nanos,
-                    "price": r.price_nanos,
-                }
-            )
-        return out
+    def _sums(
+        self, plan: UsagePlan, customer_id: str | None, group_by: str | None
+    ) -> list[tuple[Any, ...]]:
+        """(group key, *SUMS) per group, in one statement (one consistent read)."""
+        sql, params = usage_sql(plan, customer_id, group_by, self.db.peewee.param)
+        execute_sql: Callable[[str, list[Any]], Any] = self.db.peewee.execute_sql  # untyped
+        rows: list[tuple[Any, ...]] = execute_sql(sql, params).fetchall()
+        return rows
 
     def requests_sync(self, params: dict[str, str | None]) -> dict[str, Any]:
         R = RequestLog

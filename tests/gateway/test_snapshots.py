@@ -14,7 +14,7 @@ import pytest
 
 from gateway.clock import day_of, month_of, to_ms
 from gateway.db.models import BudgetPeriod, Customer, RequestLog, UsageDaily, Wallet
-from gateway.services.snapshots import CLOSED_DAYS_TTL_MS, SnapshotReader
+from gateway.services.snapshots import CLOSED_DAYS_TTL_MS, OLDER_DAYS_TTL_MS, SnapshotReader
 from gateway.wiring import Gateway
 from tests.conftest import MutableClock
 
@@ -209,6 +209,84 @@ def test_closed_days_are_cached_and_today_is_live(gateway: Gateway, clock: Mutab
     assert rows[0].mtd_cost_nanos == 3 * USD
 
 
+def test_midnight_reads_only_the_day_that_just_closed(
+    gateway: Gateway, clock: MutableClock
+) -> None:
+    """The closed days are cached per day: the first refresh of a day reads the day that
+    just closed, not the whole month (every customer's rollups) again."""
+    gw = gateway
+    cid = create(gw, "acme")
+    reader = SnapshotReader()
+    for days_ago in (3, 2, 1, 0):
+        usage(gw, cid, NOW - timedelta(days=days_ago), "m", 1, USD, 2 * USD)
+    clock.now = NOW.replace(hour=23, minute=58)
+    rows, _, month = gw.db.run_sync(reader.customers, clock())
+    assert rows[0].mtd_cost_nanos == 4 * USD and month.price_nanos == 8 * USD
+    clock.now = NOW.replace(hour=0, minute=0, second=5) + timedelta(days=1)
+    usage(gw, cid, clock.now, "m", 1, USD, 2 * USD)
+    with count_queries(gw) as queries:
+        rows, today, month = gw.db.run_sync(reader.customers, clock())
+    assert rows[0].mtd_cost_nanos == 5 * USD and today.cost_nanos == USD
+    assert (month.requests, month.cost_nanos, month.price_nanos) == (5, 5 * USD, 10 * USD)
+    usage_reads = [q for q in queries if "usage_daily" in q]
+    assert len(usage_reads) == 2  # the new yesterday and today, not the month
+    assert all(">=" not in q and q.count("?") == 1 for q in usage_reads)
+
+
+def test_older_closed_days_are_reread_after_their_own_ttl(
+    gateway: Gateway, clock: MutableClock
+) -> None:
+    """Days before yesterday are re-read once they are OLDER_DAYS_TTL_MS old, one day per
+    refresh, so no refresh pays for the whole month."""
+    gw = gateway
+    cid = create(gw, "acme")
+    reader = SnapshotReader()
+    usage(gw, cid, NOW - timedelta(days=5), "m", 1, USD, USD)
+    gw.db.run_sync(reader.customers, clock())
+    # A settlement replayed from the spool into an older day.
+    usage(gw, cid, NOW - timedelta(days=6), "m", 1, USD, USD)
+    clock.advance(seconds=CLOSED_DAYS_TTL_MS / 1000 + 1)
+    rows, _, _ = gw.db.run_sync(reader.customers, clock())
+    assert rows[0].mtd_cost_nanos == USD  # yesterday re-read, the older days not yet
+    clock.advance(seconds=OLDER_DAYS_TTL_MS / 1000)
+    for _ in range(NOW.day - 2):  # the days before yesterday
+        with count_queries(gw) as queries:
+            rows, _, month = gw.db.run_sync(reader.customers, clock())
+        reads = [q for q in queries if "usage_daily" in q]
+        # Today's, and one query for yesterday (its own TTL ran out too the first time)
+        # and one older day at most.
+        assert len(reads) == 2 and all(">=" not in q and q.count("?") <= 2 for q in reads)
+    assert rows[0].mtd_cost_nanos == 2 * USD and month.cost_nanos == 2 * USD
+    with count_queries(gw) as queries:
+        gw.db.run_sync(reader.customers, clock())
+    assert len([q for q in queries if "usage_daily" in q]) == 1  # today's: all fresh again
+
+
+def test_narrowed_reads_skip_a_cold_month_cache(gateway: Gateway) -> None:
+    """A customer's detail on a cold cache sums only that customer's days."""
+    gw = gateway
+    a, b = create(gw, "acme"), create(gw, "beta")
+    for cid, cost in ((a, USD), (b, 7 * USD)):
+        usage(gw, cid, NOW - timedelta(days=9), "m", 2, cost, 2 * cost)
+        usage(gw, cid, NOW - timedelta(days=1), "m", 1, cost, 2 * cost)
+        usage(gw, cid, NOW, "m", 1, cost, 2 * cost)
+    reader = SnapshotReader()
+    with count_queries(gw) as queries:
+        rows, today, month = gw.db.run_sync(reader.customers, NOW, [a])
+    assert [(r.external_id, r.mtd_requests, r.mtd_cost_nanos) for r in rows] == [
+        ("acme", 4, 3 * USD)
+    ]
+    assert (today.cost_nanos, month.cost_nanos, month.price_nanos) == (USD, 3 * USD, 6 * USD)
+    closed = [q for q in queries if "usage_daily" in q and "<" in q]
+    assert len(closed) == 1 and " IN " in closed[0]  # that customer's days only
+    rows, _, month = gw.db.run_sync(reader.customers, NOW)  # the full read fills the cache
+    assert month.cost_nanos == 24 * USD
+    with count_queries(gw) as queries:
+        rows, _, month = gw.db.run_sync(reader.customers, NOW, [b])
+    assert month.cost_nanos == 21 * USD
+    assert not [q for q in queries if "usage_daily" in q and "<" in q]  # served from the cache
+
+
 # ---------------------------------------------------------------------------- activity
 
 
@@ -286,6 +364,32 @@ def test_customer_detail_and_keys(gateway: Gateway) -> None:
     asyncio.run(gw.services.keys.create({"name": "backend"}))
     keys = gw.db.run_sync(SnapshotReader.keys)
     assert [k.name for k in keys] == ["backend"] and keys[0].prefix.startswith("rs_")
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_dashboard_reads_on_each_database(gateway: Gateway) -> None:
+    """The overview's series groups by an expression: PostgreSQL must see the one in
+    SELECT and the one in GROUP BY as the same (no bound parameter in either)."""
+    gw = gateway
+    a = create(gw, "acme", monthly_budget_usd=Decimal(50))
+    usage(gw, a, NOW - timedelta(days=2), "mock/mock-fast", 2, USD, 2 * USD)
+    usage(gw, a, NOW - timedelta(days=1), "mock/mock-fast", 1, USD, 2 * USD)
+    usage(gw, a, NOW, "mock/mock-smart", 1, USD, 2 * USD)
+    log(gw, a, 1, NOW - timedelta(seconds=1), price=100)
+    log(gw, a, 2, NOW, status="refused")
+    reader = SnapshotReader()
+    ov = gw.db.run_sync(reader.overview, NOW)
+    assert (ov.month.requests, ov.month.cost_nanos, ov.today.cost_nanos) == (4, 3 * USD, USD)
+    assert ov.series.requests_per_s[-2] == 1 and ov.series.last_minute_refused == 1
+    assert ov.series.spend_per_min_nanos[-1] == 100
+    today, month = gw.db.run_sync(reader.totals, NOW)
+    assert (today.requests, month.requests) == (1, 4)
+    detail = gw.db.run_sync(SnapshotReader().customer_detail, a, NOW)
+    assert detail.customer.mtd_cost_nanos == 3 * USD
+    assert [u.key for u in detail.by_model] == ["mock/mock-fast", "mock/mock-smart"]
+    assert [r.id for r in detail.requests] == [f"req_{2:025d}", f"req_{1:025d}"]
 
 
 def test_snapshots_module_stays_headless() -> None:
