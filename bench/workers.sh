@@ -27,7 +27,7 @@ curl -fs -X POST "http://127.0.0.1:$PORT/v1/customers" -H "$A" -H 'Content-Type:
     -d '{"external_id":"cus_123","name":"Bench","monthly_budget_usd":1000000}' >/dev/null
 APP=$(curl -fs -X POST "http://127.0.0.1:$PORT/v1/keys" -H "$A" -d '{"name":"bench"}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-PIDS="$PID $(pgrep -P $PID | tr '\n' ' ')"
+PIDS="$PID $(pgrep -P $PID | tr "\n" " " || true)"
 OUT="$OUT" LABEL="ringside-${W}w" MODEL=fc:bench/gpt-4o-mini PIDS="$PIDS" LAT_CONNS="" TPUT_CONNS=32 \
     "$PEERS/load.sh" "http://127.0.0.1:$PORT/v1/chat/completions" "Authorization: Bearer $APP" \
     'FC-Customer: cus_123'
