@@ -33,6 +33,14 @@ log = logging.getLogger("ringside.ledger")
 SETTLE_RETRY_DELAYS_S = (0.05, 0.25, 1.0)
 
 
+def wallet_debit(price: int, balance: int, held: int, release: int) -> int:
+    """What a settlement takes from a wallet: its price, but never more than the wallet has
+    beyond other calls' holds. A call whose hold lapsed (or that the provider ran past its
+    hold) can find less there than its price; the wallet never goes below zero, and the
+    shortfall stays visible as the difference between the log's price and the debit."""
+    return min(price, max(0, balance - (held - release)))
+
+
 class Settler:
     def __init__(
         self,
@@ -190,24 +198,36 @@ class Settler:
                     )
                 if r.prepaid or r.wallet_hold_nanos:
                     release_wallet = r.wallet_hold_nanos if hold_live else 0
-                    if self.sql.one("wallet_select", r.customer_id) is None:
+                    current = self.sql.one("wallet_select", r.customer_id)  # locked (PostgreSQL)
+                    if current is None:
                         self.sql.execute("wallet_insert", r.customer_id, True, True, now_ms)
-                    w = self.sql.one("wallet_settle", price, release_wallet, now_ms, r.customer_id)
+                        current = (0, 0)
+                    debit = wallet_debit(price, int(current[0]), int(current[1]), release_wallet)
+                    w = self.sql.one("wallet_settle", debit, release_wallet, now_ms, r.customer_id)
                     assert w is not None
                     wallet_balance = int(w[0])
-                    if price:
+                    if debit:
                         self.sql.execute(
                             "txn_insert",
                             new_id("txn"),
                             r.customer_id,
-                            -price,
+                            -debit,
                             wallet_balance,
                             r.request_id,
                             f"{r.provider}/{r.model}",
                             now_ms,
                         )
+                    if debit < price:
+                        log.warning(
+                            "request %s: the wallet of %s paid %d of %d nanos (its hold had "
+                            "lapsed or was exceeded); the request log keeps the full price",
+                            r.request_id,
+                            r.customer_id,
+                            debit,
+                            price,
+                        )
                     wallet_before = WalletState(
-                        wallet_balance + price, int(w[1]) + release_wallet, bool(w[2]), bool(w[3])
+                        wallet_balance + debit, int(w[1]) + release_wallet, bool(w[2]), bool(w[3])
                     )
                     events += self.crossings.after_wallet_debit(
                         r, wallet_before, wallet_balance, now_ms
