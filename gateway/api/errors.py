@@ -49,11 +49,16 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return _internal(request, exc)
 
 
-def _internal(request: Request[Any, Any, Any], exc: BaseException) -> Response[bytes]:
+def internal_error(method: str, path: str, exc: BaseException) -> InternalError:
+    """An unexpected exception: logged in full under a reference; the client gets only
+    the reference."""
     ref = new_id("err")
-    log.error("unhandled error %s on %s %s", ref, request.method, request.url.path, exc_info=exc)
-    err = InternalError(f"Something went wrong inside Ringside (reference {ref}).", request_id=ref)
-    return api_error_response(err)
+    log.error("unhandled error %s on %s %s", ref, method, path, exc_info=exc)
+    return InternalError(f"Something went wrong inside Ringside (reference {ref}).", request_id=ref)
+
+
+def _internal(request: Request[Any, Any, Any], exc: BaseException) -> Response[bytes]:
+    return api_error_response(internal_error(request.method, request.url.path, exc))
 
 
 def _safe_detail(exc: HTTPException) -> str:

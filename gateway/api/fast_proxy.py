@@ -17,9 +17,9 @@ from typing import Any
 from litestar import Litestar
 
 from gateway.api.auth import authenticate
+from gateway.api.errors import internal_error
 from gateway.container import Services
-from gateway.errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge
-from gateway.ids import new_id
+from gateway.errors import ApiError, InvalidRequest, PayloadTooLarge
 from gateway.jsoncodec import encode
 from gateway.metering import Endpoint, MeteredJson, MeteredStream
 
@@ -111,11 +111,7 @@ class RingsideApp(Litestar):
             await _send_json(send, err.status, encode(err.body()), err.headers)
             return
         except Exception as exc:
-            ref = new_id("err")
-            log.error("unhandled error %s on POST %s", ref, scope["path"], exc_info=exc)
-            internal = InternalError(
-                f"Something went wrong inside Ringside (reference {ref}).", request_id=ref
-            )
+            internal = internal_error("POST", scope["path"], exc)
             await _send_json(send, internal.status, encode(internal.body()), internal.headers)
             return
         if isinstance(result, MeteredJson):
