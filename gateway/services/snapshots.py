@@ -258,7 +258,8 @@ class Overview:
 
     def top_by_cost(self, n: int = 8) -> list[CustomerRow]:
         spenders = [c for c in self.customers if c.mtd_cost_nanos > 0]
-        return sorted(spenders, key=lambda c: (-c.mtd_cost_nanos, c.name))[:n]
+        # Ties by name, then id: the same data always ranks the same way.
+        return sorted(spenders, key=lambda c: (-c.mtd_cost_nanos, c.name, c.id))[:n]
 
     def at_risk(
         self, warning_share: Decimal = Decimal("0.8"), n: int = 50
@@ -269,6 +270,8 @@ class Overview:
             key=lambda cr: (
                 cr[1] not in ("over budget", "wallet empty"),
                 -(cr[0].budget_share or 0),
+                cr[0].name,
+                cr[0].id,
             )
         )
         return out[:n]

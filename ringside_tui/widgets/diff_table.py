@@ -109,7 +109,11 @@ class DiffTable(DataTable[Any], Generic[T]):
         *,
         force: bool = False,
     ) -> SyncStats:
-        """Make the table show exactly `items` (by key), rendering only what changed."""
+        """Make the table show exactly `items` (by key), rendering only what changed.
+
+        With a sort column the rows are kept sorted on it; without one they are shown in
+        the order of `items` (a ranking computed by the caller), moved when it changes.
+        """
         started = time.perf_counter()
         self._ensure_columns()
         stats = SyncStats()
@@ -146,8 +150,11 @@ class DiffTable(DataTable[Any], Generic[T]):
             self._items[key] = item
             self._cells[key] = cells
         stats.added = len(new_rows)
-        if sort_col is not None and (new_rows or needs_sort):
-            self._sort()
+        if sort_col is not None:
+            if new_rows or needs_sort:
+                self._sort()
+                stats.resorted = True
+        elif self._follow_order(list(items)):
             stats.resorted = True
         if selected is not None and selected in self._items and selected != self.selected_key:
             self.move_cursor(row=self.get_row_index(selected), animate=False, scroll=False)
@@ -221,6 +228,24 @@ class DiffTable(DataTable[Any], Generic[T]):
         self.check_idle()
 
     # ------------------------------------------------------------------ sorting
+    def _follow_order(self, order: list[str]) -> bool:
+        """Show the rows in `order` (every shown key, once); False if they already were.
+
+        Rows updated in place keep their place and new ones are appended, so a table
+        without a sort column would otherwise keep the order it first showed."""
+        if [row.key.value for row in self.ordered_rows] == order:
+            return False
+        self._items = {key: self._items[key] for key in order}
+        if self._bulk_ok():  # what DataTable.sort writes, from a given order
+            self._row_locations = TwoWayDict({RowKey(k): i for i, k in enumerate(order)})
+            self._update_count += 1
+            self.refresh()
+        else:  # pragma: no cover - a Textual that moved its internals
+            self.clear()
+            for key in order:
+                self.add_row(*self._cells[key], key=key)
+        return True
+
     def set_sort(self, column: str) -> None:
         """Sort by `column`; the same column again flips the direction."""
         if self.sort_column == column:

@@ -90,6 +90,30 @@ async def test_overview_shows_live_totals_top_customers_and_risk(
         assert "Requests/s" in screen_text(app)
 
 
+async def test_overview_top_customers_reorder_when_spend_changes(
+    runtime: Runtime, make_app: AppFactory
+) -> None:
+    # The table is diffed in place by row key: the order must still follow the spend.
+    first = await make_customer(runtime, "first", "First Spender")
+    second = await make_customer(runtime, "second", "Second Spender")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        top = table(app, "top-table")
+
+        def cost(c: dict[str, Any]) -> int:
+            row = top.item(c["id"])
+            return row.mtd_cost_nanos if row is not None else 0
+
+        assert (await proxy_chat(runtime, "first", tokens=200)).status_code == 200
+        assert (await proxy_chat(runtime, "second", tokens=20)).status_code == 200
+        await wait_until(pilot, lambda: cost(second) > 0, what="both customers shown")
+        assert column(top, 0) == ["First Spender", "Second Spender"]
+        for _ in range(3):
+            assert (await proxy_chat(runtime, "second", tokens=200)).status_code == 200
+        await wait_until(pilot, lambda: cost(second) > cost(first), what="second overtakes")
+        assert column(top, 0) == ["Second Spender", "First Spender"]
+
+
 # ---------------------------------------------------------------------------- customers
 
 

@@ -118,6 +118,30 @@ async def test_diff_table_bulk_paths_keep_order_and_cursor() -> None:
         await pilot.pause()
 
 
+class RankedApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield DiffTable[tuple[str, int]]([Column("name", "Name", 10), Column("n", "N", 6)], id="t")
+
+
+async def test_diff_table_without_sort_column_follows_the_items_order() -> None:
+    app = RankedApp()
+    async with app.run_test(size=(40, 12)) as pilot:
+        t = app.query_one("#t", DiffTable)
+        t.sync({"a": ("a", 3), "b": ("b", 2), "c": ("c", 1)}, render)
+        assert column(t, 0) == ["a", "b", "c"]
+        t.move_cursor(row=t.get_row_index("a"))
+        # The caller re-ranked: rows updated in place move to their new places.
+        stats = t.sync({"c": ("c", 9), "a": ("a", 3), "b": ("b", 2)}, render)
+        assert stats.resorted and column(t, 0) == ["c", "a", "b"]
+        assert t.item_keys == ["c", "a", "b"]
+        assert t.selected_key == "a"  # the cursor follows its row
+        stats = t.sync({"d": ("d", 5), "a": ("a", 3)}, render)  # new and gone rows
+        assert column(t, 0) == ["d", "a"]
+        stats = t.sync({"d": ("d", 5), "a": ("a", 3)}, render)
+        assert not stats.resorted
+        await pilot.pause()
+
+
 # ---------------------------------------------------------------------------- demo
 
 
