@@ -52,6 +52,12 @@ class Customer(BaseModel):
     created_ms = pw.BigIntegerField()
     updated_ms = pw.BigIntegerField()
     archived_ms = pw.BigIntegerField(null=True)
+    # m0005: plans. The customer's own limits win over its plan's, field by field; a null
+    # field (or `prepaid_own` false) takes the plan's value. See `gateway.plans.terms`.
+    plan_id = pw.CharField(null=True, max_length=40, index=True)
+    limits = JSONText(null=True)  # {"requests_per_minute": 20, ...}, the customer's own
+    allowed_models = JSONText(null=True)  # ["openai/gpt-4o-mini", "anthropic/*"]
+    prepaid_own = pw.BooleanField(default=False, constraints=[pw.SQL("DEFAULT FALSE")])
 
 
 class ApiKey(BaseModel):
@@ -62,6 +68,7 @@ class ApiKey(BaseModel):
     created_ms = pw.BigIntegerField()
     revoked_ms = pw.BigIntegerField(null=True)
     last_used_ms = pw.BigIntegerField(null=True)
+    limits = JSONText(null=True)  # m0005: the key's own rate limits
 
 
 class Wallet(BaseModel):
@@ -101,6 +108,9 @@ class Hold(BaseModel):
     status = pw.CharField(max_length=12, default="active")  # active|settled|released|expired
     created_ms = pw.BigIntegerField()
     expires_ms = pw.BigIntegerField()
+    # m0005: the rate-limit subjects whose concurrency slot this call holds (space-separated);
+    # released at settlement, or by the sweep when the hold lapses.
+    slots = pw.TextField(null=True)
 
     class Meta:
         indexes = ((("status", "expires_ms"), False),)
@@ -247,6 +257,38 @@ class WebhookAttempt(BaseModel):
     response_body = pw.TextField(null=True)  # m0003: the first KiB, for debugging receivers
 
 
+class Plan(BaseModel):
+    """A named set of defaults for customers (m0005). Every field is optional: null means
+    the plan does not set it, and a customer's own value always wins."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    external_id = pw.CharField(null=True, unique=True, max_length=255)
+    name = pw.CharField(max_length=255)
+    monthly_budget_nanos = pw.BigIntegerField(null=True)
+    prepaid = pw.BooleanField(null=True)
+    low_balance_threshold_nanos = pw.BigIntegerField(null=True)
+    markup = pw.CharField(null=True, max_length=32)
+    allowed_models = JSONText(null=True)
+    limits = JSONText(null=True)
+    created_ms = pw.BigIntegerField()
+    updated_ms = pw.BigIntegerField()
+
+
+class RateWindow(BaseModel):
+    """One rate-limit subject's last minute (m0005): `cus_...` or `key_...`.
+
+    `requests` and `tokens` hold one-second buckets as JSON `[[second, amount], ...]`;
+    `in_flight` counts the calls holding a concurrency slot. The row is locked while a call
+    is admitted (see `gateway.limits`)."""
+
+    subject = pw.CharField(primary_key=True, max_length=64)
+    requests = pw.TextField(default="[]")
+    tokens = pw.TextField(default="[]")
+    in_flight = pw.BigIntegerField(default=0)
+    notified = JSONText(null=True)  # {limit name: ms of the last customer.rate_limited event}
+    updated_ms = pw.BigIntegerField()
+
+
 class Lease(BaseModel):
     """A named lease so singleton jobs (Stripe sync) run on one instance at a time."""
 
@@ -271,4 +313,6 @@ ALL_MODELS: list[type[BaseModel]] = [
     WebhookDelivery,
     WebhookAttempt,
     Lease,
+    Plan,
+    RateWindow,
 ]

@@ -8,17 +8,18 @@ written once here, in SQL that SQLite (>= 3.35, for RETURNING) and PostgreSQL sh
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any
 
-from gateway.db.database import Cursor, Database
-from gateway.db.models import Customer
+from gateway.db.database import Database
+from gateway.db.models import Customer, Plan
+from gateway.db.statements import Statements
 
 _CUSTOMER_COLUMNS = ", ".join(f'"{f.column_name}"' for f in Customer._meta.sorted_fields)
+_PLAN_COLUMNS = ", ".join(f'"{f.column_name}"' for f in Plan._meta.sorted_fields)
 
 STATEMENTS = {
     "customer_by_id": f"SELECT {_CUSTOMER_COLUMNS} FROM customer WHERE id = ?",
     "customer_by_external_id": f"SELECT {_CUSTOMER_COLUMNS} FROM customer WHERE external_id = ?",
+    "plan_by_id": f"SELECT {_PLAN_COLUMNS} FROM plan WHERE id = ?",
     "period_insert": (
         "INSERT INTO budget_period (customer_id, period, spent_nanos, held_nanos, warned, "
         "exceeded) VALUES (?, ?, 0, 0, ?, ?) ON CONFLICT DO NOTHING"
@@ -30,6 +31,9 @@ STATEMENTS = {
     "period_hold": (
         "UPDATE budget_period SET held_nanos = held_nanos + ? "
         "WHERE customer_id = ? AND period = ? AND spent_nanos + held_nanos + ? <= ?"
+    ),
+    "period_unhold": (
+        "UPDATE budget_period SET held_nanos = held_nanos - ? WHERE customer_id = ? AND period = ?"
     ),
     "period_settle": (
         "UPDATE budget_period SET spent_nanos = spent_nanos + ?, held_nanos = held_nanos - ? "
@@ -54,7 +58,7 @@ STATEMENTS = {
     ),
     "hold_insert": (
         "INSERT INTO hold (id, request_id, customer_id, period, budget_nanos, wallet_nanos, "
-        "status, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)"
+        "status, created_ms, expires_ms, slots) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)"
     ),
     "hold_settle": "UPDATE hold SET status = 'settled' WHERE id = ? AND status = 'active'",
     "wallet_spent_since": (
@@ -89,37 +93,17 @@ STATEMENTS = {
     ),
 }
 
-_ExecuteSql = Callable[[str, Sequence[Any]], Cursor]
-
-# Row locks for the read-then-guarded-update sequences (PostgreSQL; SQLite's
-# BEGIN IMMEDIATE already serialises writers).
+# Row locks for the read-then-guarded-update sequences (PostgreSQL).
 _LOCKED = ("period_select", "wallet_select")
 
 
-class HotSql:
+class HotSql(Statements):
     def __init__(self, db: Database) -> None:
         if db.is_sqlite and sqlite3.sqlite_version_info < (3, 35, 0):
             raise RuntimeError(
                 f"Ringside needs SQLite 3.35 or newer (this Python has {sqlite3.sqlite_version})"
             )
-        self.db = db
-        self.sql: dict[str, str] = {}
-        for name, text in STATEMENTS.items():
-            if not db.is_sqlite:
-                text = text.replace("?", "%s")
-                if name in _LOCKED:
-                    text += " FOR UPDATE"
-            self.sql[name] = text
-
-    def execute(self, name: str, *params: Any) -> Cursor:
-        execute_sql: _ExecuteSql = self.db.peewee.execute_sql  # untyped in peewee's stubs
-        return execute_sql(self.sql[name], params)
-
-    def one(self, name: str, *params: Any) -> tuple[Any, ...] | None:
-        return self.execute(name, *params).fetchone()
-
-    def rowcount(self, name: str, *params: Any) -> int:
-        return int(self.execute(name, *params).rowcount)
+        super().__init__(db, STATEMENTS, _LOCKED)
 
     def customer(self, ref: str) -> Customer | None:
         """By `cus_` id first, then by external id, as FC-Customer allows either."""
@@ -132,3 +116,10 @@ class HotSql:
             return None
         fields = Customer._meta.sorted_fields
         return Customer(**{f.name: f.python_value(v) for f, v in zip(fields, row, strict=True)})
+
+    def plan(self, plan_id: str) -> Plan | None:
+        row = self.one("plan_by_id", plan_id)
+        if row is None:
+            return None
+        fields = Plan._meta.sorted_fields
+        return Plan(**{f.name: f.python_value(v) for f, v in zip(fields, row, strict=True)})
