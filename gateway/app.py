@@ -11,7 +11,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import customers, keys, ops, proxy, stripe, usage, webhooks
+from gateway.api import customers, keys, ops, plans, proxy, stripe, usage, webhooks
 from gateway.api.auth import auth_guard
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.fast_proxy import RingsideApp
@@ -32,6 +32,7 @@ def create_app(gw: Gateway) -> Litestar:
             *ops.ROUTES,
             *proxy.ROUTES,
             *customers.ROUTES,
+            *plans.ROUTES,
             *keys.ROUTES,
             *usage.ROUTES,
             *webhooks.ROUTES,

@@ -14,6 +14,7 @@ from gateway.metering import MeteringService
 from gateway.ops import MetricsService
 from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
+from gateway.services.plans import PlanService
 from gateway.services.snapshots import SnapshotService
 from gateway.services.usage import UsageService
 from gateway.services.wallets import WalletService
@@ -26,6 +27,7 @@ class Services:
     bus: EventBus
     metering: MeteringService
     customers: CustomerService
+    plans: PlanService
     keys: KeyService
     wallets: WalletService
     usage: UsageService

@@ -104,6 +104,12 @@ class CustomerArchived(ApiError):
     code = "customer_archived"
 
 
+class ModelNotAllowed(ApiError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
 # ------------------------------------------------------------------ 402
 class PaymentRequired(ApiError):
     status = 402
@@ -166,6 +172,30 @@ class PayloadTooLarge(ApiError):
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
+
+
+class PlanInUse(Conflict):
+    code = "plan_in_use"
+
+
+class PlanExists(Conflict):
+    code = "plan_exists"
+
+
+# ------------------------------------------------------------------ 429
+class RateLimited(ApiError):
+    """A rate limit of Ringside's own refused the call; nothing was forwarded or charged."""
+
+    status = 429
+    type = "rate_limit_error"
+
+
+class CustomerRateLimited(RateLimited):
+    code = "customer_rate_limited"
+
+
+class KeyRateLimited(RateLimited):
+    code = "key_rate_limited"
 
 
 # ------------------------------------------------------------------ upstream / server

@@ -19,8 +19,10 @@ class EventType(StrEnum):
     WALLET_LOW = "wallet.low"
     WALLET_EMPTY = "wallet.empty"
     WALLET_TOPPED_UP = "wallet.topped_up"
+    CUSTOMER_RATE_LIMITED = "customer.rate_limited"
     # Operator-visible, not about a customer.
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+    PLAN_CHANGED = "plan.changed"
 
 
 CUSTOMER_EVENT_TYPES: tuple[EventType, ...] = (
@@ -29,8 +31,12 @@ CUSTOMER_EVENT_TYPES: tuple[EventType, ...] = (
     EventType.WALLET_LOW,
     EventType.WALLET_EMPTY,
     EventType.WALLET_TOPPED_UP,
+    EventType.CUSTOMER_RATE_LIMITED,
 )
-SYSTEM_EVENT_TYPES: tuple[EventType, ...] = (EventType.WEBHOOK_ENDPOINT_DISABLED,)
+SYSTEM_EVENT_TYPES: tuple[EventType, ...] = (
+    EventType.WEBHOOK_ENDPOINT_DISABLED,
+    EventType.PLAN_CHANGED,
+)
 ALL_EVENT_TYPES: tuple[EventType, ...] = CUSTOMER_EVENT_TYPES + SYSTEM_EVENT_TYPES
 
 

@@ -9,15 +9,17 @@ from typing import Any
 import msgspec
 
 from gateway.clock import iso_ms
-from gateway.db.models import ApiKey, Customer, WalletTransaction
+from gateway.db.models import ApiKey, Customer, Plan, WalletTransaction
 from gateway.ledger import (
     BudgetCrossed,
     EventFacts,
+    RateLimited,
     WalletCrossed,
     WalletToppedUp,
     nanos_to_decimal,
     nanos_to_json,
 )
+from gateway.terms import RateLimits, Terms
 
 
 def _markup(text: str | None) -> Any:
@@ -32,8 +34,15 @@ def customer_to_api(
     *,
     wallet: tuple[int, int] | None = None,
     month: tuple[str, int, int] | None = None,
+    terms: Terms | None = None,
 ) -> dict[str, Any]:
-    """`wallet` = (balance, held) nanos; `month` = (period, spent, held) nanos."""
+    """`wallet` = (balance, held) nanos; `month` = (period, spent, held) nanos. The top-level
+    money fields are the customer's own settings (null: its plan's value applies);
+    `effective` is what applies, with where each value comes from."""
+    if c.prepaid_own or c.plan_id is None:
+        prepaid: bool | None = bool(c.prepaid)
+    else:
+        prepaid = None  # on a plan, not set: the plan's
     out: dict[str, Any] = {
         "id": c.id,
         "object": "customer",
@@ -43,10 +52,13 @@ def customer_to_api(
         "status": c.status,
         "monthly_budget_usd": nanos_to_json(c.monthly_budget_nanos),
         "markup": _markup(c.markup),
-        "prepaid": bool(c.prepaid),
+        "prepaid": prepaid,
         "low_balance_threshold_usd": nanos_to_json(c.low_balance_threshold_nanos),
         "stripe_customer_id": c.stripe_customer_id,
         "metadata": c.metadata or {},
+        "plan": c.plan_id,
+        "allowed_models": c.allowed_models,
+        "limits": RateLimits.from_json(c.limits).to_json(),
         "created": c.created_ms // 1000,
         "created_at": iso_ms(c.created_ms),
         "updated_at": iso_ms(c.updated_ms),
@@ -59,9 +71,11 @@ def customer_to_api(
             "held_usd": nanos_to_json(held),
             "available_usd": nanos_to_json(balance - held),
         }
+    if terms is not None:
+        out["effective"] = terms_to_api(terms)
     if month is not None:
         period, spent, held = month
-        budget = c.monthly_budget_nanos
+        budget = terms.monthly_budget_nanos if terms is not None else c.monthly_budget_nanos
         out["budget"] = {
             "period": period,
             "spent_usd": nanos_to_json(spent),
@@ -113,6 +127,11 @@ def event_data(customer: Customer, facts: EventFacts) -> dict[str, Any]:
         data["amount_usd"] = _usd_float(facts.amount_nanos)
         data["balance_usd"] = _usd_float(facts.balance_nanos)
         data["transaction_id"] = facts.transaction_id
+    elif isinstance(facts, RateLimited):
+        data["limit"] = facts.limit
+        data["limit_value"] = facts.value
+        data["retry_after_s"] = facts.retry_after_s
+        data["plan"] = facts.plan_id
     return data
 
 
@@ -141,4 +160,57 @@ def key_to_api(k: ApiKey) -> dict[str, Any]:
         "created_at": iso_ms(k.created_ms),
         "revoked_at": iso_ms(k.revoked_ms),
         "last_used_at": iso_ms(k.last_used_ms),
+        "limits": RateLimits.from_json(k.limits).to_json(),
+    }
+
+
+def plan_to_api(p: Plan, *, customers: int | None = None) -> dict[str, Any]:
+    """A plan; `customers` is how many customers are on it (archived ones excluded)."""
+    out: dict[str, Any] = {
+        "id": p.id,
+        "object": "plan",
+        "external_id": p.external_id,
+        "name": p.name,
+        "monthly_budget_usd": nanos_to_json(p.monthly_budget_nanos),
+        "prepaid": p.prepaid if p.prepaid is None else bool(p.prepaid),
+        "low_balance_threshold_usd": nanos_to_json(p.low_balance_threshold_nanos),
+        "markup": _markup(p.markup),
+        "allowed_models": p.allowed_models,
+        "limits": RateLimits.from_json(p.limits).to_json(),
+        "created": p.created_ms // 1000,
+        "created_at": iso_ms(p.created_ms),
+        "updated_at": iso_ms(p.updated_ms),
+    }
+    if customers is not None:
+        out["customers"] = customers
+    return out
+
+
+def plan_event_payload(p: Plan) -> dict[str, Any]:
+    """The plan as embedded in `plan.changed` (plain JSON types, stored in the event row)."""
+    return {
+        "id": p.id,
+        "object": "plan",
+        "external_id": p.external_id,
+        "name": p.name,
+        "monthly_budget_usd": _usd_float(p.monthly_budget_nanos),
+        "prepaid": p.prepaid if p.prepaid is None else bool(p.prepaid),
+        "low_balance_threshold_usd": _usd_float(p.low_balance_threshold_nanos),
+        "markup": str(Decimal(p.markup).normalize()) if p.markup is not None else None,
+        "allowed_models": p.allowed_models,
+        "limits": RateLimits.from_json(p.limits).to_json(),
+    }
+
+
+def terms_to_api(t: Terms) -> dict[str, Any]:
+    """A customer's effective terms, and where each came from."""
+    return {
+        "plan": t.plan_id,
+        "monthly_budget_usd": nanos_to_json(t.monthly_budget_nanos),
+        "prepaid": t.prepaid,
+        "low_balance_threshold_usd": nanos_to_json(t.low_balance_threshold_nanos),
+        "markup": _markup(t.markup),
+        "allowed_models": list(t.allowed_models) if t.allowed_models is not None else None,
+        "limits": t.limits.to_json(),
+        "sources": dict(t.sources),
     }

@@ -32,6 +32,7 @@ from gateway.ops import MetricsService
 from gateway.providers.registry import ProviderRegistry
 from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
+from gateway.services.plans import PlanService
 from gateway.services.snapshots import SnapshotService
 from gateway.services.usage import UsageService
 from gateway.services.wallets import WalletService
@@ -216,6 +217,7 @@ def build_gateway(
         bus=bus,
         metering=metering,
         customers=customers,
+        plans=PlanService(db, ledger, bus, outbox, clock),
         keys=KeyService(db, bus, admin_key, clock),
         wallets=WalletService(ledger, idempotency, bus),
         usage=UsageService(db, ledger),

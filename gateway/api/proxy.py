@@ -22,8 +22,12 @@ def _customer_header(request: Request[Any, Any, Any]) -> str | None:
 
 
 async def _proxy(request: Request[Any, Any, Any], endpoint: Endpoint) -> Response[Any]:
+    principal = getattr(request.state, "principal", None)
     result = await services(request).metering.call(
-        endpoint, await request.body(), _customer_header(request)
+        endpoint,
+        await request.body(),
+        _customer_header(request),
+        principal.rate_subject if principal is not None else None,
     )
     if isinstance(result, MeteredJson):
         return Response(
@@ -70,7 +74,9 @@ async def anthropic_messages(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @get("/v1/models", opt={"auth": "app"}, tags=["proxy"], summary="Routable models")
 async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return json_response({"object": "list", "data": services(request).metering.models()})
+    """With `FC-Customer`, only the models that customer's allow-list lets it call."""
+    models = await services(request).metering.models_for(_customer_header(request))
+    return json_response({"object": "list", "data": models})
 
 
 ROUTES = [chat_completions, embeddings, anthropic_messages, list_models]

@@ -26,6 +26,7 @@ from gateway.ledger.events import (
     BudgetCrossed,
     EventFacts,
     EventOutbox,
+    RateLimited,
     WalletCrossed,
     WalletToppedUp,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "Outcome",
     "OutcomeStatus",
     "PriceBook",
+    "RateLimited",
     "Reservation",
     "Settlement",
     "StoredResponse",

@@ -10,6 +10,7 @@ from gateway.db.models import BudgetPeriod, Customer
 from gateway.errors import CustomerNotFound
 from gateway.ledger.sql import HotSql
 from gateway.ledger.types import PeriodState, WalletState
+from gateway.terms import Terms, resolve_terms
 
 
 class Accounts:
@@ -24,6 +25,26 @@ class Accounts:
                 f"No customer with id or external_id '{ref}'.", param="FC-Customer"
             )
         return row
+
+    def customer_on_terms(self, ref: str) -> tuple[Customer, Terms]:
+        """The customer with its effective terms (its own settings over its plan's): the
+        returned row carries the effective budget, prepaid, markup and low-balance
+        threshold, and is never saved."""
+        row = self.customer(ref)
+        plan = self.sql.plan(row.plan_id) if row.plan_id else None
+        terms = resolve_terms(row, plan)
+        if plan is None:
+            return row, terms
+        effective = Customer(
+            **{
+                **row.__data__,
+                "monthly_budget_nanos": terms.monthly_budget_nanos,
+                "prepaid": terms.prepaid,
+                "markup": terms.markup,
+                "low_balance_threshold_nanos": terms.low_balance_threshold_nanos,
+            }
+        )
+        return effective, terms
 
     def period(self, customer_id: str, period: str) -> PeriodState:
         """The month's budget row, created on first use."""

@@ -43,7 +43,17 @@ class WalletToppedUp:
     transaction_id: str
 
 
-EventFacts = BudgetCrossed | WalletCrossed | WalletToppedUp
+@dataclass(frozen=True)
+class RateLimited:
+    """customer.rate_limited: a rate limit refused the customer's call."""
+
+    limit: str  # requests_per_minute | tokens_per_minute | max_concurrent
+    value: int
+    retry_after_s: int
+    plan_id: str | None
+
+
+EventFacts = BudgetCrossed | WalletCrossed | WalletToppedUp | RateLimited
 # Recorded events' payloads, published on the bus once their transaction has committed.
 Payloads = list[dict[str, Any]]
 

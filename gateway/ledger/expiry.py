@@ -2,7 +2,8 @@
 
 A hold carries an expiry that the instance serving the call keeps pushing forward (see
 `HoldKeeper`). If that instance dies, renewals stop, and any instance's sweep releases
-the hold's amounts from the budget row and the wallet once it lapses.
+the hold's amounts from the budget row and the wallet, and its rate-limit concurrency
+slots, once it lapses.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from gateway.clock import Clock, to_ms
 from gateway.db.database import Database
 from gateway.db.models import BudgetPeriod, Hold, Wallet
 from gateway.events import EventBus
+from gateway.limits import Limiter
 
 log = logging.getLogger("ringside.ledger")
 
@@ -20,8 +22,11 @@ SWEEP_BATCH = 500
 
 
 class HoldExpiry:
-    def __init__(self, db: Database, bus: EventBus, clock: Clock, *, hold_ttl_ms: int) -> None:
+    def __init__(
+        self, db: Database, limiter: Limiter, bus: EventBus, clock: Clock, *, hold_ttl_ms: int
+    ) -> None:
         self.db = db
+        self.limiter = limiter
         self.bus = bus
         self.clock = clock
         self.hold_ttl_ms = hold_ttl_ms
@@ -53,6 +58,8 @@ class HoldExpiry:
                     != 1
                 ):
                     continue  # settled or swept by someone else meanwhile
+                if hold.slots:  # the concurrency slots of a call nobody is serving any more
+                    self.limiter.release(tuple(hold.slots.split()))
                 if hold.budget_nanos:
                     BudgetPeriod.update(
                         held_nanos=BudgetPeriod.held_nanos - hold.budget_nanos

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from gateway.clock import Clock, month_of, utcnow
+from gateway.clock import Clock, month_of, to_ms, utcnow
 from gateway.config import Settings
 from gateway.db.database import UNAVAILABLE_ERRORS, Database
 from gateway.db.models import Customer, WalletTransaction
@@ -36,6 +36,9 @@ from gateway.ledger.spool import SettlementSpool, SettleRecord
 from gateway.ledger.sql import HotSql
 from gateway.ledger.types import CallEstimate, Outcome, Reservation, Settlement, WalletView
 from gateway.ledger.wallets import Wallets
+from gateway.limits import Limiter, Subject
+from gateway.limits.limiter import Usage
+from gateway.terms import Terms
 
 log = logging.getLogger("ringside.ledger")
 
@@ -65,17 +68,20 @@ class Ledger:
         self.crossings = Crossings(
             sql, self.accounts, recorder, settings.billing.budget_warning_share
         )
+        self.limiter = Limiter(db)
         self.reserver = Reserver(
             db,
             sql,
             self.accounts,
             self.crossings,
+            self.limiter,
+            recorder,
             clock,
             hold_ttl_ms=self.hold_ttl_ms,
             min_output_tokens=settings.billing.min_output_tokens,
         )
-        self.settler = Settler(db, sql, self.crossings, self.spool, self.bus, clock)
-        self.expiry = HoldExpiry(db, self.bus, clock, hold_ttl_ms=self.hold_ttl_ms)
+        self.settler = Settler(db, sql, self.crossings, self.limiter, self.spool, self.bus, clock)
+        self.expiry = HoldExpiry(db, self.limiter, self.bus, clock, hold_ttl_ms=self.hold_ttl_ms)
         self.wallets = Wallets(db, self.accounts, recorder, clock)
 
     # ------------------------------------------------------------------ customers
@@ -83,12 +89,25 @@ class Ledger:
         """By `cus_` id or by external id. Raises CustomerNotFound."""
         return self.accounts.customer(ref)
 
+    def customer_on_terms(self, ref: str) -> tuple[Customer, Terms]:
+        """The customer (carrying its effective money terms, never to be saved) and its
+        effective terms. Raises CustomerNotFound."""
+        return self.accounts.customer_on_terms(ref)
+
+    def rate_usage_sync(self, subject_id: str) -> Usage:
+        """A rate-limit subject's current minute (requests, tokens, calls in flight)."""
+        return self.limiter.usage(subject_id, to_ms(self.clock()))
+
     # ------------------------------------------------------------------ reserve / settle
-    async def reserve(self, customer_ref: str | None, estimate: CallEstimate) -> Reservation:
-        result, events = await self._guarded(self.reserve_sync, customer_ref, estimate)
+    async def reserve(
+        self, customer_ref: str | None, estimate: CallEstimate, key: Subject | None = None
+    ) -> Reservation:
+        """Hold the call's worst case; raises the ApiError refusing it (402, 403, 429).
+        `key` is the calling app key, with its own rate limits."""
+        result, events = await self._guarded(self.reserve_sync, customer_ref, estimate, key)
         self._publish(events)
         if isinstance(result, ApiError):
-            if result.status == 402:
+            if result.status in (402, 403, 429):
                 self.bus.publish(
                     "request.refused",
                     customer_id=result.extra.get("customer_id"),
@@ -99,10 +118,10 @@ class Ledger:
         return result
 
     def reserve_sync(
-        self, customer_ref: str | None, estimate: CallEstimate
+        self, customer_ref: str | None, estimate: CallEstimate, key: Subject | None = None
     ) -> tuple[Reservation | ApiError, Payloads]:
-        """In the writer thread: the reservation, or the 402 refusing the call."""
-        return self.reserver.reserve_sync(customer_ref, estimate)
+        """In the writer thread: the reservation, or the error refusing the call."""
+        return self.reserver.reserve_sync(customer_ref, estimate, key)
 
     async def settle(self, reservation: Reservation, outcome: Outcome) -> Settlement:
         """Record the real amount and release the rest. Called exactly once per reservation;
@@ -153,6 +172,10 @@ class Ledger:
         Call inside the write transaction that changes the cap.
         """
         self.crossings.rearm_budget(customer_id, cap, month_of(self.clock()))
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one of the ledger's `*_sync` reads off the event loop."""
+        return await self.db.read(fn, *args)
 
     # ------------------------------------------------------------------ helpers
     def _publish(self, events: Iterable[dict[str, Any]]) -> None:

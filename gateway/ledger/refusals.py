@@ -4,11 +4,27 @@ request log row that records the refusal."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.db.models import Customer, RequestLog
-from gateway.errors import ApiError, CustomerBudgetExceeded, CustomerWalletEmpty
+from gateway.errors import (
+    ApiError,
+    CustomerBudgetExceeded,
+    CustomerRateLimited,
+    CustomerWalletEmpty,
+    KeyRateLimited,
+    ModelNotAllowed,
+)
 from gateway.ledger.amounts import nanos_to_dollars, nanos_to_json
 from gateway.ledger.types import CallEstimate, Limit, PeriodState, WalletState
+from gateway.limits import Throttled
+from gateway.terms import Terms
+
+_LIMIT_WORDS = {
+    "requests_per_minute": "requests per minute",
+    "tokens_per_minute": "tokens per minute",
+    "max_concurrent": "calls in flight at once",
+}
 
 
 @dataclass(frozen=True)
@@ -64,8 +80,50 @@ def wallet_error(
     )
 
 
+def model_not_allowed(customer: Customer, terms: Terms, est: CallEstimate) -> ApiError:
+    model = f"{est.provider}/{est.model}"
+    source = terms.sources.get("allowed_models")
+    where = f"plan '{terms.plan_name}' ({terms.plan_id})" if source == "plan" else "its own list"
+    allowed = list(terms.allowed_models or ())
+    return ModelNotAllowed(
+        f"Model '{model}' is not allowed for customer '{customer.id}' by {where}; "
+        f"allowed: {', '.join(allowed) or 'none'}.",
+        param="model",
+        customer_id=customer.id,
+        model=model,
+        plan=terms.plan_id,
+        allowed_models=allowed,
+    )
+
+
+def rate_limited_error(refused: Throttled, terms: Terms | None) -> ApiError:
+    subject = refused.subject
+    words = _LIMIT_WORDS[refused.limit]
+    if refused.limit == "tokens_per_minute" and refused.need > refused.value:
+        detail = f"this call needs {refused.need} tokens, more than the limit of {refused.value}"
+    else:
+        detail = f"the limit is {refused.value} {words}"
+    cls = CustomerRateLimited if subject.kind == "customer" else KeyRateLimited
+    who = "Customer" if subject.kind == "customer" else "API key"
+    fields: dict[str, Any] = {
+        "limit": refused.limit,
+        "limit_value": refused.value,
+        "retry_after_s": refused.retry_after_s,
+    }
+    if subject.kind == "customer":
+        fields["customer_id"] = subject.id
+        fields["plan"] = terms.plan_id if terms else None
+    else:
+        fields["key_id"] = subject.id
+    return cls(
+        f"{who} '{subject.id}' is rate limited: {detail}. Retry after {refused.retry_after_s} s.",
+        headers=dict(refused.headers),
+        **fields,
+    )
+
+
 def log_refusal(
-    request_id: str, customer_id: str, est: CallEstimate, err: ApiError, now_ms: int
+    request_id: str, customer_id: str | None, est: CallEstimate, err: ApiError, now_ms: int
 ) -> None:
     RequestLog.insert(
         id=request_id,

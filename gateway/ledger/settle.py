@@ -25,6 +25,7 @@ from gateway.ledger.events import Payloads
 from gateway.ledger.spool import SettlementSpool, SettleRecord
 from gateway.ledger.sql import HotSql
 from gateway.ledger.types import Outcome, PeriodState, Reservation, Settlement, WalletState
+from gateway.limits import Limiter
 from gateway.tokens import TokenUsage
 
 log = logging.getLogger("ringside.ledger")
@@ -47,6 +48,7 @@ class Settler:
         db: Database,
         sql: HotSql,
         crossings: Crossings,
+        limiter: Limiter,
         spool: SettlementSpool,
         bus: EventBus,
         clock: Clock,
@@ -54,6 +56,7 @@ class Settler:
         self.db = db
         self.sql = sql
         self.crossings = crossings
+        self.limiter = limiter
         self.spool = spool
         self.bus = bus
         self.clock = clock
@@ -125,6 +128,10 @@ class Settler:
             price_nanos=price,
             over_hold=over_hold,
             settled_ms=to_ms(self.clock()),
+            rate_second=r.rate_second,
+            rate_tokens=r.rate_tokens,
+            token_subjects=r.token_subjects,
+            slots=r.slots,
         )
 
     async def replay_spool(self) -> int:
@@ -170,6 +177,12 @@ class Settler:
             # First: the request id is the primary key, so a replayed settlement stops here.
             self.sql.execute("request_insert", *row.values())
             hold_live = r.hold_id is not None and self.sql.rowcount("hold_settle", r.hold_id) == 1
+            # Rate limits before money: rows are locked in the order reserve takes them.
+            if r.slots and hold_live:  # a lapsed hold's slots were given back by the sweep
+                self.limiter.release(r.slots)
+            if r.token_subjects:
+                used = usage.input_tokens + usage.output_tokens if usage is not None else 0
+                self.limiter.true_up(r.token_subjects, r.rate_second, used - r.rate_tokens, now_ms)
             if r.customer_id is not None:
                 # The month of the reservation owns the spend, even across midnight UTC.
                 release_budget = r.budget_hold_nanos if hold_live else 0

@@ -46,6 +46,11 @@ class SettleRecord:
     price_nanos: int
     over_hold: bool
     settled_ms: int
+    # Rate limits (m0005); spool lines written before have none.
+    rate_second: int = 0
+    rate_tokens: int = 0
+    token_subjects: tuple[str, ...] = ()
+    slots: tuple[str, ...] = ()
 
 
 class SettlementSpool:
@@ -83,6 +88,9 @@ class SettlementSpool:
                     data = json.loads(line)
                     if data.get("usage") is not None:
                         data["usage"] = tuple(data["usage"])
+                    for name in ("token_subjects", "slots"):
+                        if name in data:
+                            data[name] = tuple(data[name])
                     record = SettleRecord(**data)
                 except (ValueError, TypeError):
                     log.error("unreadable spool line kept aside: %s", line[:200])

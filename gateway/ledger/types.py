@@ -52,6 +52,14 @@ class Reservation:
     low_balance_threshold_nanos: int | None = None
     estimate: CallEstimate | None = None
     settled: bool = field(default=False)
+    # Rate limits (gateway.limits): the headers to answer with, and what settlement gives
+    # back: the tokens counted at admission (in the bucket of `rate_second`, on
+    # `token_subjects`) and the concurrency slots this call holds.
+    rate_headers: dict[str, str] = field(default_factory=dict)
+    rate_second: int = 0
+    rate_tokens: int = 0
+    token_subjects: tuple[str, ...] = ()
+    slots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

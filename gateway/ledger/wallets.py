@@ -33,8 +33,9 @@ class Wallets:
             customer = self.accounts.customer(customer_ref)
             if customer.status == "archived":
                 raise CustomerArchived(f"Customer '{customer.id}' is archived.")
-            if not customer.prepaid:
-                Customer.update(prepaid=True, updated_ms=now_ms).where(
+            customer, _ = self.accounts.customer_on_terms(customer.id)
+            if not customer.prepaid:  # a top-up makes the customer prepaid, whatever its plan
+                Customer.update(prepaid=True, prepaid_own=True, updated_ms=now_ms).where(
                     Customer.id == customer.id
                 ).execute()
                 customer.prepaid = True
@@ -67,7 +68,7 @@ class Wallets:
         return (balance, txn), [event]
 
     def view_sync(self, customer_ref: str, limit: int) -> WalletView:
-        customer = self.accounts.customer(customer_ref)
+        customer, _ = self.accounts.customer_on_terms(customer_ref)
         wallet = Wallet.get_or_none(Wallet.customer_id == customer.id)
         txns = list(
             WalletTransaction.select()

@@ -31,6 +31,7 @@ from gateway.ledger import (
     nanos_to_header,
     nanos_to_json,
 )
+from gateway.limits import Subject
 from gateway.metering.observe import CallObserver, CallTrace
 from gateway.metering.parse import Endpoint, ParsedCall, parse_call
 from gateway.metering.upstream_errors import map_upstream_failure
@@ -39,6 +40,7 @@ from gateway.providers.anthropic_native import create_message, stream_message
 from gateway.providers.base import ChatResult, ChatStream, UpstreamFailure
 from gateway.providers.registry import ProviderRegistry
 from gateway.tasks import BackgroundTasks
+from gateway.terms import model_allowed
 from gateway.tokens import TokenUsage
 
 if TYPE_CHECKING:
@@ -80,7 +82,7 @@ MeteredResponse = MeteredJson | MeteredStream
 
 
 def _money_headers(r: Reservation, s: Settlement | None) -> dict[str, str]:
-    headers = {"FC-Request-Id": r.request_id}
+    headers = {"FC-Request-Id": r.request_id, **r.rate_headers}
     if s is not None:
         headers["FC-Cost-USD"] = nanos_to_header(s.cost_nanos)
         headers["FC-Price-USD"] = nanos_to_header(s.price_nanos)
@@ -156,10 +158,15 @@ class MeteringService:
 
     # ------------------------------------------------------------------ entry point
     async def call(
-        self, endpoint: Endpoint, raw_body: bytes, customer_header: str | None
+        self,
+        endpoint: Endpoint,
+        raw_body: bytes,
+        customer_header: str | None,
+        key: Subject | None = None,
     ) -> MeteredResponse:
         """Meter one call. Raises `ApiError` for a refusal (nothing forwarded, nothing
-        charged) or an upstream failure (settled as such, not charged)."""
+        charged) or an upstream failure (settled as such, not charged). `key` is the
+        calling app key when it has rate limits of its own."""
         trace = CallTrace(ROUTES[endpoint])
         self._observer.begin(trace)
         try:
@@ -167,8 +174,8 @@ class MeteringService:
             trace.provider, trace.model = parsed.estimate.provider, parsed.estimate.model
             customer_ref = self._customer_ref(customer_header)
             if parsed.estimate.stream:
-                return await self._stream(parsed, customer_ref, trace)
-            return await self._unary(parsed, customer_ref, trace)
+                return await self._stream(parsed, customer_ref, trace, key)
+            return await self._unary(parsed, customer_ref, trace, key)
         except ApiError as err:
             self._observer.failed(trace, err)
             raise
@@ -176,6 +183,23 @@ class MeteringService:
     def models(self) -> list[dict[str, Any]]:
         """The routable models, as GET /v1/models lists them."""
         return self._models
+
+    async def models_for(self, customer_header: str | None) -> list[dict[str, Any]]:
+        """The routable models; with a customer, only those its allow-list lets it call."""
+        ref = customer_header.strip() if customer_header is not None else None
+        if not ref:
+            return self._models
+        if len(ref) > MAX_CUSTOMER_REF:
+            raise InvalidRequest("FC-Customer is too long.", param="FC-Customer")
+        _, terms = await self._ledger.read(self._ledger.customer_on_terms, ref)
+        if terms.allowed_models is None:
+            return self._models
+        allowed = []
+        for item in self._models:
+            provider, _, model = str(item["id"]).removeprefix("fc:").partition("/")
+            if model_allowed(terms.allowed_models, provider, model):
+                allowed.append(item)
+        return allowed
 
     # ------------------------------------------------------------------ helpers
     def _customer_ref(self, header: str | None) -> str | None:
@@ -189,11 +213,11 @@ class MeteringService:
         return ref
 
     async def _reserve(
-        self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace
+        self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace, key: Subject | None
     ) -> Reservation:
         started = time.perf_counter()
         with self._observer.child(trace, "reserve"):
-            reservation = await self._ledger.reserve(customer_ref, parsed.estimate)
+            reservation = await self._ledger.reserve(customer_ref, parsed.estimate, key)
         self._observer.timed_reserve(started)
         trace.reservation = reservation
         return reservation
@@ -217,6 +241,7 @@ class MeteringService:
         err = map_upstream_failure(failure)
         await self._settle(call, Outcome("error", err.status, None, err.code, call.latency_ms()))
         err.headers["FC-Request-Id"] = call.reservation.request_id
+        err.headers.update(call.reservation.rate_headers)
         return err
 
     async def _internal_error(self, call: _Call) -> None:
@@ -240,9 +265,9 @@ class MeteringService:
 
     # ------------------------------------------------------------------ unary
     async def _unary(
-        self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace
+        self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace, key: Subject | None
     ) -> MeteredJson:
-        reservation = await self._reserve(parsed, customer_ref, trace)
+        reservation = await self._reserve(parsed, customer_ref, trace, key)
         call = _Call(parsed, reservation, trace)
         # Shielded: if the client goes away, the upstream call still completes and settles.
         return await asyncio.shield(self._tasks.spawn(self._forward_and_settle(call, trace)))
@@ -277,9 +302,9 @@ class MeteringService:
 
     # ------------------------------------------------------------------ streams
     async def _stream(
-        self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace
+        self, parsed: ParsedCall, customer_ref: str | None, trace: CallTrace, key: Subject | None
     ) -> MeteredStream:
-        reservation = await self._reserve(parsed, customer_ref, trace)
+        reservation = await self._reserve(parsed, customer_ref, trace, key)
         call = _Call(parsed, reservation, trace)
         self._holds.track(reservation.hold_id)
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()

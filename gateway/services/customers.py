@@ -11,8 +11,8 @@ import peewee as pw
 
 from gateway.clock import Clock, to_ms
 from gateway.db.database import Database
-from gateway.db.models import Customer
-from gateway.errors import CustomerExists, InvalidRequest
+from gateway.db.models import Customer, Plan
+from gateway.errors import CustomerExists, InvalidRequest, NotFound
 from gateway.events import EventBus
 from gateway.ids import new_id
 from gateway.jsoncodec import encode
@@ -20,6 +20,8 @@ from gateway.ledger import Idempotency, Ledger, StoredResponse
 from gateway.serializers import customer_to_api
 from gateway.services import validation as v
 from gateway.services.pagination import Page, keyset_page
+from gateway.services.plans import resolve_plan
+from gateway.terms import resolve_terms
 
 log = logging.getLogger("ringside.customers")
 
@@ -34,9 +36,23 @@ CREATE_FIELDS = {
     "low_balance_threshold_usd",
     "stripe_customer_id",
     "metadata",
+    "plan",
+    "limits",
+    "allowed_models",
 }
 UPDATE_FIELDS = (CREATE_FIELDS - {"external_id"}) | {"status", "external_id"}
 STATUSES = ("active", "suspended", "archived")
+
+
+def _plan_id(body: dict[str, Any]) -> str | None:
+    """The `plan_` id that `body["plan"]` (an id or an external id, or null) names."""
+    ref = v.string(body, "plan")
+    if ref is None:
+        return None
+    try:
+        return resolve_plan(ref).id
+    except NotFound:
+        raise InvalidRequest(f"No plan with id or external_id '{ref}'.", param="plan") from None
 
 
 def _refuse_anothers_id(external_id: str) -> None:
@@ -138,12 +154,15 @@ class CustomerService:
         email = v.email(body)
         _, budget = self._budget(body)
         markup = v.markup(body)
-        prepaid = v.boolean(body, "prepaid") or False
+        prepaid = v.boolean(body, "prepaid")
         threshold = v.usd_nanos(body, "low_balance_threshold_usd")
         stripe_id = v.string(body, "stripe_customer_id")
         metadata = v.metadata(body)
+        limits = v.rate_limits(body, "limits")
+        models = v.allowed_models(body)
         now = to_ms(self.clock())
         with self.db.tx():
+            plan_id = _plan_id(body)
             _refuse_anothers_id(external_id)
             if Customer.get_or_none(Customer.external_id == external_id) is not None:
                 raise CustomerExists(
@@ -159,12 +178,16 @@ class CustomerService:
                     status="active",
                     monthly_budget_nanos=budget,
                     markup=str(markup) if markup is not None else None,
-                    prepaid=prepaid,
+                    prepaid=bool(prepaid),
+                    prepaid_own=prepaid is not None,
                     low_balance_threshold_nanos=threshold,
                     stripe_customer_id=stripe_id,
                     metadata=metadata or {},
                     created_ms=now,
                     updated_ms=now,
+                    plan_id=plan_id,
+                    limits=limits,
+                    allowed_models=models,
                 )
             except pw.IntegrityError:
                 raise CustomerExists(
@@ -182,6 +205,7 @@ class CustomerService:
         now = to_ms(self.clock())
         with self.db.tx():
             row = self.ledger.resolve_customer(ref)
+            cap_before = self.ledger.customer_on_terms(row.id)[1].monthly_budget_nanos
             changes: dict[Any, Any] = {}
             if "external_id" in body:
                 ext = v.external_id(body)
@@ -201,16 +225,23 @@ class CustomerService:
             given, budget = self._budget(body)
             if given:
                 changes[Customer.monthly_budget_nanos] = budget
-                if budget != row.monthly_budget_nanos:
-                    self.ledger.rearm_budget_sync(row.id, budget)
+            if "plan" in body:
+                changes[Customer.plan_id] = _plan_id(body)
+            if "limits" in body:
+                changes[Customer.limits] = (
+                    v.rate_limits(body, "limits", base=row.limits or {})
+                    if body["limits"] is not None
+                    else None
+                )
+            if "allowed_models" in body:
+                changes[Customer.allowed_models] = v.allowed_models(body)
             if "markup" in body:
                 m = v.markup(body)
                 changes[Customer.markup] = str(m) if m is not None else None
             if "prepaid" in body:
-                prepaid = v.boolean(body, "prepaid")
-                if prepaid is None:
-                    raise InvalidRequest("prepaid must be true or false.", param="prepaid")
-                changes[Customer.prepaid] = prepaid
+                prepaid = v.boolean(body, "prepaid")  # null: the plan's (or false)
+                changes[Customer.prepaid] = bool(prepaid)
+                changes[Customer.prepaid_own] = prepaid is not None
             if "low_balance_threshold_usd" in body:
                 changes[Customer.low_balance_threshold_nanos] = v.usd_nanos(
                     body, "low_balance_threshold_usd"
@@ -236,6 +267,9 @@ class CustomerService:
             if changes:
                 changes[Customer.updated_ms] = now
                 Customer.update(changes).where(Customer.id == row.id).execute()
+                cap_after = self.ledger.customer_on_terms(row.id)[1].monthly_budget_nanos
+                if cap_after != cap_before:
+                    self.ledger.rearm_budget_sync(row.id, cap_after)
             row = Customer.get_by_id(row.id)
         return self._to_api(row)
 
@@ -278,11 +312,32 @@ class CustomerService:
         ids = [r.id for r in rows]
         months = self.ledger.month_state_sync(ids) if ids else {}
         wallets = self.ledger.wallet_state_sync(ids) if ids else {}
-        return [
-            customer_to_api(
-                r,
-                wallet=wallets.get(r.id, (0, 0)) if r.prepaid or r.id in wallets else None,
-                month=months.get(r.id),
+        plan_ids = {r.plan_id for r in rows if r.plan_id}
+        plans = {p.id: p for p in Plan.select().where(Plan.id.in_(plan_ids))} if plan_ids else {}
+        out = []
+        for r in rows:
+            terms = resolve_terms(r, plans.get(r.plan_id) if r.plan_id else None)
+            out.append(
+                customer_to_api(
+                    r,
+                    wallet=wallets.get(r.id, (0, 0)) if terms.prepaid or r.id in wallets else None,
+                    month=months.get(r.id),
+                    terms=terms,
+                )
             )
-            for r in rows
-        ]
+        return out
+
+    async def rate_usage(self, ref: str) -> dict[str, Any]:
+        """This minute's requests and tokens and the calls in flight, against the customer's
+        effective limits (the dashboard's customer detail)."""
+        return await self.db.read(self._rate_usage_sync, ref)
+
+    def _rate_usage_sync(self, ref: str) -> dict[str, Any]:
+        customer, terms = self.ledger.customer_on_terms(ref)
+        usage = self.ledger.rate_usage_sync(customer.id)
+        return {
+            "requests_this_minute": usage.requests,
+            "tokens_this_minute": usage.tokens,
+            "in_flight": usage.in_flight,
+            "limits": terms.limits.to_json(),
+        }

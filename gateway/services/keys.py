@@ -18,8 +18,10 @@ from gateway.db.models import ApiKey
 from gateway.errors import NotFound
 from gateway.events import EventBus
 from gateway.ids import new_id
+from gateway.limits import Subject
 from gateway.serializers import key_to_api
 from gateway.services import validation as v
+from gateway.terms import RateLimits
 
 # App keys are cached after a successful lookup so the hot path skips the database;
 # a revoke on this instance drops the entry at once, other instances within this TTL.
@@ -38,6 +40,8 @@ KeyKind = Literal["admin", "app"]
 class Principal:
     kind: KeyKind
     key_id: str | None = None
+    # The key's own rate limits, as the limiter counts them (None: the key has none).
+    rate_subject: Subject | None = None
 
 
 class KeyService:
@@ -96,26 +100,29 @@ class KeyService:
         # The stored hash was found by an index lookup on the digest; confirm in constant time.
         if not hmac.compare_digest(row.key_hash, digest):
             return None
-        return Principal("app", row.id)
+        limits = RateLimits.from_json(row.limits)
+        return Principal("app", row.id, Subject(row.id, "key", limits) if limits.any else None)
 
     # ------------------------------------------------------------------ management
     async def create(self, body: Any) -> dict[str, Any]:
         body = v.require_object(body if body is not None else {})
-        v.reject_unknown(body, {"name"})
+        v.reject_unknown(body, {"name", "limits"})
         name = v.string(body, "name", required=True, max_len=100)
+        limits = v.rate_limits(body, "limits")
         key = "rs_" + secrets.token_urlsafe(32)
         assert name is not None  # required=True
-        out = await self.db.write(self._create_sync, name, key)
+        out = await self.db.write(self._create_sync, name, key, limits)
         self.bus.publish("key.changed", key_id=out["id"])
         return {**out, "key": key}
 
-    def _create_sync(self, name: str, key: str) -> dict[str, Any]:
+    def _create_sync(self, name: str, key: str, limits: dict[str, int] | None) -> dict[str, Any]:
         row = ApiKey.create(
             id=new_id("key"),
             name=name,
             key_hash=hash_key(key),
             prefix=key[:7],
             created_ms=to_ms(self.clock()),
+            limits=limits,
         )
         return key_to_api(row)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.errors import InvalidAmount, InvalidRequest
 from gateway.ledger import parse_usd, usd_to_nanos
+from gateway.terms import LIMIT_NAMES, valid_pattern
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_USD = Decimal(1_000_000_000)  # a sanity ceiling for budgets and thresholds
@@ -177,3 +178,71 @@ def limit(value: str | None, *, default: int = 20, maximum: int = 100) -> int:
     if not 1 <= n <= maximum:
         raise InvalidRequest(f"limit must be between 1 and {maximum}.", param="limit")
     return n
+
+
+MAX_RATE_LIMIT = 10**12
+MAX_ALLOWED_MODELS = 100
+
+
+def rate_limits(
+    body: dict[str, Any], name: str = "limits", *, base: dict[str, Any] | None = None
+) -> dict[str, int] | None:
+    """`{requests_per_minute?, tokens_per_minute?, max_concurrent?}`: positive integers.
+
+    With `base` (a PATCH), the given limits merge into it and a `null` removes one; the
+    whole object `null` removes them all. None when nothing is left."""
+    if body.get(name) is None:
+        return None
+    value = body[name]
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            f"{name} must be an object: requests_per_minute, tokens_per_minute, max_concurrent.",
+            param=name,
+        )
+    out: dict[str, int] = {
+        k: v for k, v in (base or {}).items() if k in LIMIT_NAMES and isinstance(v, int)
+    }
+    for key, limit_value in value.items():
+        param = f"{name}.{key}"
+        if key not in LIMIT_NAMES:
+            raise InvalidRequest(
+                f"Unknown limit: {key}; known: {', '.join(LIMIT_NAMES)}.", param=param
+            )
+        if limit_value is None:
+            out.pop(key, None)
+            continue
+        if (
+            isinstance(limit_value, bool)
+            or not isinstance(limit_value, int)
+            or not 1 <= limit_value <= MAX_RATE_LIMIT
+        ):
+            raise InvalidRequest(
+                f"{param} must be an integer between 1 and {MAX_RATE_LIMIT}, or null.",
+                param=param,
+            )
+        out[key] = limit_value
+    return out or None
+
+
+def allowed_models(body: dict[str, Any], name: str = "allowed_models") -> list[str] | None:
+    """Model patterns, `provider/model` with `*` as a wildcard; None when absent or null."""
+    if body.get(name) is None:
+        return None
+    value = body[name]
+    if not isinstance(value, list):
+        raise InvalidRequest(
+            f"{name} must be an array of model patterns such as 'anthropic/*'.", param=name
+        )
+    if len(value) > MAX_ALLOWED_MODELS:
+        raise InvalidRequest(f"{name} may hold at most {MAX_ALLOWED_MODELS} patterns.", param=name)
+    out: list[str] = []
+    for i, pattern in enumerate(value):
+        if not isinstance(pattern, str) or not valid_pattern(pattern):
+            raise InvalidRequest(
+                f"{name}[{i}] must be a pattern 'provider/model' ('*' matches anything), "
+                "printable ASCII without spaces.",
+                param=f"{name}[{i}]",
+            )
+        if pattern not in out:
+            out.append(pattern)
+    return out
