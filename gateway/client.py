@@ -62,6 +62,7 @@ __all__ = [
     "CustomerBudgetExceeded",
     "CustomerExists",
     "CustomerNotFound",
+    "CustomerRateLimited",
     "CustomerRequired",
     "CustomerSuspended",
     "CustomerWalletEmpty",
@@ -69,13 +70,16 @@ __all__ = [
     "IdempotencyKeyReused",
     "InternalServerError",
     "InvalidAmount",
+    "KeyRateLimited",
     "LedgerUnavailable",
+    "ModelNotAllowed",
     "ModelNotFound",
     "ModelPriceUnknown",
     "NotFoundError",
     "Page",
     "PaymentRequired",
     "PermissionDeniedError",
+    "PlanInUse",
     "RateLimitError",
     "Ringside",
     "RingsideError",
@@ -358,6 +362,10 @@ class CustomerArchived(PermissionDeniedError):
     customer_id: str | None = None
 
 
+class ModelNotAllowed(PermissionDeniedError):
+    """403: the model is outside the customer's allow-list (its own, or its plan's)."""
+
+
 class PaymentRequired(RingsideError):
     """402: the customer cannot pay for the call. Never retried.
 
@@ -407,6 +415,10 @@ class CustomerExists(ConflictError):
     pass
 
 
+class PlanInUse(ConflictError):
+    """409: a plan still used by customers cannot be deleted."""
+
+
 class IdempotencyKeyReused(ConflictError):
     pass
 
@@ -417,6 +429,16 @@ class IdempotencyKeyInProgress(ConflictError):
 
 class RateLimitError(RingsideError):
     """429."""
+
+
+class CustomerRateLimited(RateLimitError):
+    """429: one of the customer's own rate limits (or its plan's) refused the call; it was
+    not forwarded and not charged. `error.body["limit"]` names the limit and
+    `retry_after_s` says when the call would fit."""
+
+
+class KeyRateLimited(RateLimitError):
+    """429: the app key's own rate limit refused the call (not forwarded, not charged)."""
 
 
 class UpstreamRateLimited(RateLimitError):
@@ -451,6 +473,10 @@ _ERRORS_BY_CODE: dict[str, type[RingsideError]] = {
     "insufficient_permissions": PermissionDeniedError,
     "customer_suspended": CustomerSuspended,
     "customer_archived": CustomerArchived,
+    "model_not_allowed": ModelNotAllowed,
+    "customer_rate_limited": CustomerRateLimited,
+    "key_rate_limited": KeyRateLimited,
+    "plan_in_use": PlanInUse,
     "customer_budget_exceeded": CustomerBudgetExceeded,
     "customer_wallet_empty": CustomerWalletEmpty,
     "customer_not_found": CustomerNotFound,
@@ -851,7 +877,8 @@ class Customers(_Resource[_O, _P, _S]):
         **fields: Any,
     ) -> _O:
         """Create a customer. Fields: email, monthly_budget_usd (or budget_usd), markup,
-        prepaid, low_balance_threshold_usd, stripe_customer_id, metadata."""
+        prepaid, low_balance_threshold_usd, stripe_customer_id, metadata, plan (a plan's
+        id or external id), limits, allowed_models. Unset fields take the plan's value."""
         return self._client._object(
             _Call(
                 "POST",
@@ -885,7 +912,8 @@ class Customers(_Resource[_O, _P, _S]):
         return self._client._page(_Call("GET", "/v1/customers", params))
 
     def update(self, customer_id: str | int, **fields: Any) -> _O:
-        """PATCH any create field, or status="suspended" / "active"."""
+        """PATCH any create field, or status="suspended" / "active". plan=None detaches
+        the plan; a money field set to None falls back to the plan's value."""
         return self._client._object(
             _Call("PATCH", f"/v1/customers/{_segment(customer_id)}", body=fields)
         )
@@ -893,6 +921,36 @@ class Customers(_Resource[_O, _P, _S]):
     def archive(self, customer_id: str | int) -> _O:
         """Archive (DELETE): further calls get 403 customer_archived; usage stays."""
         return self._client._object(_Call("DELETE", f"/v1/customers/{_segment(customer_id)}"))
+
+
+class Plans(_Resource[_O, _P, _S]):
+    """Plans: defaults for customers (money, allowed models, rate limits). A customer's
+    own value wins, field by field and limit by limit."""
+
+    def create(self, *, name: str, **fields: Any) -> _O:
+        """Fields: external_id, monthly_budget_usd, prepaid, low_balance_threshold_usd,
+        markup, allowed_models (patterns such as "anthropic/*"), limits
+        ({requests_per_minute, tokens_per_minute, max_concurrent})."""
+        return self._client._object(
+            _Call("POST", "/v1/plans", body={"name": name, **fields}, retry="connect_only")
+        )
+
+    def retrieve(self, plan_id: str) -> _O:
+        """By `plan_...` id or by its external_id; `customers` counts who is on it."""
+        return self._client._object(_Call("GET", f"/v1/plans/{_segment(plan_id)}"))
+
+    def list(self, *, limit: int | None = None, starting_after: str | None = None) -> _P:
+        params = {"limit": limit, "starting_after": starting_after}
+        return self._client._page(_Call("GET", "/v1/plans", params))
+
+    def update(self, plan_id: str, **fields: Any) -> _O:
+        """PATCH: applies at once to every customer on the plan. `limits` merges (a limit
+        set to None is removed)."""
+        return self._client._object(_Call("PATCH", f"/v1/plans/{_segment(plan_id)}", body=fields))
+
+    def delete(self, plan_id: str) -> _O:
+        """Delete an unused plan; PlanInUse (409) while customers are on it."""
+        return self._client._object(_Call("DELETE", f"/v1/plans/{_segment(plan_id)}"))
 
 
 class Usage(_Resource[_O, _P, _S]):
@@ -942,12 +1000,15 @@ class Requests(_Resource[_O, _P, _S]):
 
 
 class Keys(_Resource[_O, _P, _S]):
-    def create(self, name: str) -> _O:
-        """A new app key (`rs_...`) for the proxy routes. `.key` is shown only here."""
+    def create(self, name: str, *, limits: Mapping[str, int | None] | None = None) -> _O:
+        """A new app key (`rs_...`) for the proxy routes. `.key` is shown only here.
+        `limits`: the key's own rate limits (requests_per_minute, tokens_per_minute,
+        max_concurrent), counted across every customer it serves."""
+        body: dict[str, Any] = {"name": name}
+        if limits is not None:
+            body["limits"] = dict(limits)
         # Not idempotent on the server: a blind resend could mint a second, unseen key.
-        return self._client._object(
-            _Call("POST", "/v1/keys", body={"name": name}, retry="connect_only")
-        )
+        return self._client._object(_Call("POST", "/v1/keys", body=body, retry="connect_only"))
 
     def list(self, *, include_revoked: bool = False) -> _P:
         return self._client._page(
@@ -1102,6 +1163,7 @@ class _ClientBase(Generic[_H, _O, _P, _S]):
         self.usage = Usage(transport)
         self.requests = Requests(transport)
         self.keys = Keys(transport)
+        self.plans = Plans(transport)
 
     def _build(self, call: _Call) -> httpx.Request:
         headers = {**self._headers, **(call.headers or {})}

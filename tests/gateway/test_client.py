@@ -27,6 +27,7 @@ from gateway.client import (
     CustomerBudgetExceeded,
     CustomerExists,
     CustomerNotFound,
+    CustomerRateLimited,
     CustomerRequired,
     CustomerSuspended,
     CustomerWalletEmpty,
@@ -34,12 +35,15 @@ from gateway.client import (
     IdempotencyKeyReused,
     InternalServerError,
     InvalidAmount,
+    KeyRateLimited,
     LedgerUnavailable,
+    ModelNotAllowed,
     ModelNotFound,
     ModelPriceUnknown,
     NotFoundError,
     PaymentRequired,
     PermissionDeniedError,
+    PlanInUse,
     RateLimitError,
     Ringside,
     RingsideError,
@@ -258,6 +262,10 @@ def test_reads_are_resent_after_transport_errors() -> None:
         (409, "customer_exists", CustomerExists, ConflictError),
         (409, "idempotency_key_reused", IdempotencyKeyReused, ConflictError),
         (409, "idempotency_key_in_progress", IdempotencyKeyInProgress, ConflictError),
+        (409, "plan_in_use", PlanInUse, ConflictError),
+        (403, "model_not_allowed", ModelNotAllowed, PermissionDeniedError),
+        (429, "customer_rate_limited", CustomerRateLimited, RateLimitError),
+        (429, "key_rate_limited", KeyRateLimited, RateLimitError),
         (429, "upstream_rate_limited", UpstreamRateLimited, RateLimitError),
         (502, "upstream_error", UpstreamError, InternalServerError),
         (504, "upstream_timeout", UpstreamTimeout, UpstreamError),
@@ -619,3 +627,30 @@ async def test_the_async_twin_against_the_app(client: AsyncTestClient[Any]) -> N
     assert [c async for c in stream][-1].choices[0].finish_reason == "stop"
     assert (await rs.usage.retrieve(customer_id=made[0])).requests == 1
     assert (await rs.health()).status == "ok"
+
+
+def test_plans_limits_and_allow_lists_through_the_client(ringside: Ringside) -> None:
+    plan = ringside.plans.create(
+        name="Free",
+        external_id="free",
+        allowed_models=["mock/mock-fast"],
+        limits={"requests_per_minute": 1},
+    )
+    assert plan.id.startswith("plan_") and plan.limits.requests_per_minute == 1
+    cus = ringside.customers.create(external_id="planned", name="On a plan", plan="free")
+    assert cus.plan == plan.id and cus.effective.limits.requests_per_minute == 1
+    ringside.chat.completions.create(model=MOCK, messages=HELLO, customer=cus.id)
+    with pytest.raises(CustomerRateLimited) as limited:
+        ringside.chat.completions.create(model=MOCK, messages=HELLO, customer=cus.id)
+    assert limited.value.status_code == 429 and limited.value.limit == "requests_per_minute"
+    with pytest.raises(ModelNotAllowed):
+        ringside.chat.completions.create(
+            model="fc:mock/mock-smart", messages=HELLO, customer=cus.id
+        )
+    with pytest.raises(PlanInUse):
+        ringside.plans.delete("free")
+    updated = ringside.plans.update("free", limits={"requests_per_minute": None})
+    assert updated.limits.requests_per_minute is None
+    assert [p.id for p in ringside.plans.list()] == [plan.id]
+    key = ringside.keys.create("limited", limits={"max_concurrent": 2})
+    assert key.limits.max_concurrent == 2
