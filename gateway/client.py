@@ -1020,9 +1020,11 @@ class Keys(_Resource[_O, _P, _S]):
 
 
 class Models(_Resource[_O, _P, _S]):
-    def list(self) -> _P:
-        """Routable models (`fc:<provider>/<model>`) that have a known price."""
-        return self._client._page(_Call("GET", "/v1/models"))
+    def list(self, *, customer: str | int | None = None) -> _P:
+        """Routable models (`fc:<provider>/<model>`) that have a known price; with
+        `customer`, only those that customer's allow-list lets it call."""
+        headers = {"FC-Customer": str(customer)} if customer is not None else None
+        return self._client._page(_Call("GET", "/v1/models", headers=headers))
 
 
 class Embeddings(_Resource[_O, _P, _S]):

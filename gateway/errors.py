@@ -140,6 +140,10 @@ class CustomerNotFound(NotFound):
     code = "customer_not_found"
 
 
+class PlanNotFound(NotFound):
+    code = "plan_not_found"
+
+
 class MethodNotAllowed(ApiError):
     status = 405
     code = "method_not_allowed"

@@ -12,7 +12,7 @@ import peewee as pw
 from gateway.clock import Clock, to_ms
 from gateway.db.database import Database
 from gateway.db.models import Customer, Plan
-from gateway.errors import CustomerExists, InvalidRequest, NotFound
+from gateway.errors import CustomerExists, InvalidRequest, PlanNotFound
 from gateway.events import EventBus
 from gateway.ids import new_id
 from gateway.jsoncodec import encode
@@ -51,7 +51,7 @@ def _plan_id(body: dict[str, Any]) -> str | None:
         return None
     try:
         return resolve_plan(ref).id
-    except NotFound:
+    except PlanNotFound:
         raise InvalidRequest(f"No plan with id or external_id '{ref}'.", param="plan") from None
 
 

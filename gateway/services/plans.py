@@ -16,7 +16,7 @@ import peewee as pw
 from gateway.clock import Clock, month_of, to_ms
 from gateway.db.database import Database
 from gateway.db.models import BudgetPeriod, Customer, Event, Plan
-from gateway.errors import InvalidRequest, NotFound, PlanExists, PlanInUse
+from gateway.errors import InvalidRequest, PlanExists, PlanInUse, PlanNotFound
 from gateway.event_types import EventType, event_to_payload
 from gateway.events import EventBus
 from gateway.ids import new_id
@@ -59,14 +59,12 @@ def _in_use(plan_id: str) -> int:
 
 
 def resolve_plan(ref: str) -> Plan:
-    """By `plan_` id or by external id. Raises NotFound (404, param `id`)."""
+    """By `plan_` id or by external id. Raises PlanNotFound (404, param `id`)."""
     row = Plan.get_or_none(Plan.id == ref) if ref.startswith("plan_") else None
     if row is None:
         row = Plan.get_or_none(Plan.external_id == ref)
     if row is None:
-        raise NotFound(
-            f"No plan with id or external_id '{ref}'.", param="id", code="plan_not_found"
-        )
+        raise PlanNotFound(f"No plan with id or external_id '{ref}'.", param="id")
     return row
 
 

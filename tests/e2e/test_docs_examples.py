@@ -42,7 +42,7 @@ from tests.fakes.fake_stripe import FakeStripe
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 OUR_DOCS = ["quickstart.md", "concepts.md", "configuration.md", "api.md", "operations.md"]
-OUR_DOCS.append("client.md")
+OUR_DOCS += ["client.md", "plans.md"]
 # The client's examples; each must run offline against the mock provider.
 EXAMPLES = [ROOT / "examples" / n for n in ("saas_flow.py", "openai_sdk.py", "handle_402.py")]
 STRIPE_CUSTOMER = "cus_RkExample123"  # the Stripe customer docs/client.md bills
@@ -348,6 +348,10 @@ def test_doc_examples_run(
         assert [a.status for a in fake_stripe.meter_attempts()] == [200]
         usage = page.ns["usage"]
         assert fake_stripe.totals() == {STRIPE_CUSTOMER: int(usage.total_price_usd * 100)}
+    if name == "plans.md":
+        assert page.ns["refused"].code == "model_not_allowed"
+        assert page.ns["models"] == ["fc:openai/gpt-4o-mini"]
+        assert page.ns["bob"].effective.limits.requests_per_minute == 20
     if name == "operations.md":
         backups = sorted(p.name for p in (tmp_path / "backups").iterdir())
         assert len(backups) == 1 and re.fullmatch(r"ringside-[\d-]+\.db", backups[0])
