@@ -68,6 +68,19 @@ CHECKS: list[Check] = [
         1,
     ),
     Check(
+        "customer plans and limits",
+        "customer",
+        "SELECT id, plan_id, prepaid_own, limits, allowed_models FROM customer",
+        1,
+    ),
+    Check(
+        "plans",
+        "plan",
+        "SELECT id, monthly_budget_nanos, prepaid, low_balance_threshold_nanos, markup, limits,"
+        " allowed_models FROM plan",
+        1,
+    ),
+    Check(
         "wallet balances",
         "wallet",
         "SELECT customer_id, balance_nanos, held_nanos FROM wallet",
