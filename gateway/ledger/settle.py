@@ -178,11 +178,15 @@ class Settler:
             self.sql.execute("request_insert", *row.values())
             hold_live = r.hold_id is not None and self.sql.rowcount("hold_settle", r.hold_id) == 1
             # Rate limits before money: rows are locked in the order reserve takes them.
-            if r.slots and hold_live:  # a lapsed hold's slots were given back by the sweep
-                self.limiter.release(r.slots)
-            if r.token_subjects:
+            if r.slots or r.token_subjects:
                 used = usage.input_tokens + usage.output_tokens if usage is not None else 0
-                self.limiter.true_up(r.token_subjects, r.rate_second, used - r.rate_tokens, now_ms)
+                self.limiter.settle(
+                    r.slots if hold_live else (),  # a lapsed hold's slots were swept already
+                    r.token_subjects,
+                    r.rate_second,
+                    used - r.rate_tokens,
+                    now_ms,
+                )
             if r.customer_id is not None:
                 # The month of the reservation owns the spend, even across midnight UTC.
                 release_budget = r.budget_hold_nanos if hold_live else 0

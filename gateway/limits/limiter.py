@@ -192,22 +192,35 @@ class Limiter:
         return Throttled(st.subject, limit, value, retry, need, headers, notify)
 
     # ------------------------------------------------------------------ settlement
-    def true_up(self, subject_ids: tuple[str, ...], second: int, delta: int, now_ms: int) -> None:
-        """Correct the tokens counted at admission by `delta` (actual minus counted)."""
-        if not delta:
-            return
-        for subject_id in subject_ids:
+    def settle(
+        self,
+        slots: tuple[str, ...],
+        token_subjects: tuple[str, ...],
+        second: int,
+        delta: int,
+        now_ms: int,
+    ) -> None:
+        """A call is over: give back its concurrency `slots`, and correct the tokens counted
+        at admission by `delta` (actual minus counted) on `token_subjects`. One statement
+        per subject that only gives a slot back, two for one whose tokens change."""
+        for subject_id in dict.fromkeys(token_subjects + slots):  # admission's order
+            slot = subject_id in slots
+            if not delta or subject_id not in token_subjects:
+                if slot:
+                    self.sql.execute("release", subject_id)
+                continue
             row = self.sql.one("select", subject_id)
             if row is None:
                 continue
             tokens = _buckets(row[1])
-            if window.adjust(tokens, second, delta):
-                self.sql.execute(
-                    "update", row[0], _json(tokens), row[2], row[3], now_ms, subject_id
-                )
+            changed = window.adjust(tokens, second, delta)
+            if not changed and not slot:
+                continue
+            in_flight = max(int(row[2]) - 1, 0) if slot else int(row[2])
+            self.sql.execute("update", row[0], _json(tokens), in_flight, row[3], now_ms, subject_id)
 
     def release(self, subject_ids: tuple[str, ...]) -> None:
-        """Give back the concurrency slots a call held."""
+        """Give back the concurrency slots a call held (refused for money, or swept)."""
         for subject_id in subject_ids:
             self.sql.execute("release", subject_id)
 
