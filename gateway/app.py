@@ -6,16 +6,30 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from litestar import Litestar
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import Message, Scope
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import customers, keys, ops, plans, proxy, stripe, usage, webhooks
+from gateway.api import audit, customers, keys, ops, plans, proxy, stripe, usage, webhooks
 from gateway.api.auth import auth_guard
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.fast_proxy import RingsideApp
 from gateway.wiring import Gateway
+
+
+async def _request_id_header(message: Message, scope: Scope) -> None:
+    """Every authenticated management answer names its request (the audit log's
+    `request_id`) in `FC-Request-Id`."""
+    if message["type"] != "http.response.start":
+        return
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id is not None:
+        headers = MutableScopeHeaders.from_message(message)
+        if "fc-request-id" not in headers:
+            headers["FC-Request-Id"] = request_id
 
 
 def create_app(gw: Gateway) -> Litestar:
@@ -33,12 +47,14 @@ def create_app(gw: Gateway) -> Litestar:
             *proxy.ROUTES,
             *customers.ROUTES,
             *plans.ROUTES,
+            *audit.ROUTES,
             *keys.ROUTES,
             *usage.ROUTES,
             *webhooks.ROUTES,
             *stripe.ROUTES,
         ],
         guards=[auth_guard],
+        before_send=[_request_id_header],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=gw.settings.server.max_body_bytes,
@@ -52,7 +68,9 @@ def create_app(gw: Gateway) -> Litestar:
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(
-                        type="http", scheme="bearer", description="Admin key or app key (rs_...)"
+                        type="http",
+                        scheme="bearer",
+                        description="An API key: admin, billing, read or app (rs_...)",
                     )
                 }
             ),

@@ -12,6 +12,7 @@ from gateway.events import EventBus
 from gateway.ledger import Idempotency
 from gateway.metering import MeteringService
 from gateway.ops import MetricsService
+from gateway.services.audit import AuditService
 from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
 from gateway.services.plans import PlanService
@@ -28,6 +29,7 @@ class Services:
     metering: MeteringService
     customers: CustomerService
     plans: PlanService
+    audit: AuditService
     keys: KeyService
     wallets: WalletService
     usage: UsageService

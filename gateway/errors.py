@@ -85,11 +85,15 @@ class AuthenticationRequired(ApiError):
     default_message = "Missing or invalid API key. Send 'Authorization: Bearer <key>'."
 
 
+class ApiKeyExpired(AuthenticationRequired):
+    code = "api_key_expired"
+
+
 class InsufficientPermissions(ApiError):
     status = 403
     type = "permission_error"
     code = "insufficient_permissions"
-    default_message = "This key may only call the proxy routes; management needs the admin key."
+    default_message = "This key is not allowed on this route."
 
 
 class CustomerSuspended(ApiError):

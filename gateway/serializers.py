@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from gateway.clock import iso_ms
-from gateway.db.models import ApiKey, Customer, Plan, WalletTransaction
+from gateway.db.models import ApiKey, AuditEntry, Customer, Plan, WalletTransaction
 from gateway.ledger import (
     BudgetCrossed,
     EventFacts,
@@ -161,6 +161,8 @@ def key_to_api(k: ApiKey) -> dict[str, Any]:
         "revoked_at": iso_ms(k.revoked_ms),
         "last_used_at": iso_ms(k.last_used_ms),
         "limits": RateLimits.from_json(k.limits).to_json(),
+        "kind": k.kind,
+        "expires_at": iso_ms(k.expires_ms),
     }
 
 
@@ -213,4 +215,32 @@ def terms_to_api(t: Terms) -> dict[str, Any]:
         "allowed_models": list(t.allowed_models) if t.allowed_models is not None else None,
         "limits": t.limits.to_json(),
         "sources": dict(t.sources),
+    }
+
+
+def audit_to_api(e: AuditEntry) -> dict[str, Any]:
+    """An audit entry; `changes` money fields (`*_usd`) back from nanos to exact USD."""
+    changes = None
+    if e.changes:
+        changes = {
+            field: [
+                nanos_to_json(x) if field.endswith("_usd") and isinstance(x, int) else x
+                for x in pair
+            ]
+            for field, pair in e.changes.items()
+        }
+    return {
+        "id": e.id,
+        "object": "audit_entry",
+        "created": e.created_ms // 1000,
+        "created_at": iso_ms(e.created_ms),
+        "key_id": e.key_id,
+        "key_kind": e.key_kind,
+        "action": e.action,
+        "target_id": e.target_id,
+        "customer_id": e.customer_id,
+        "changes": changes,
+        "request_id": e.request_id,
+        "idempotency_key": e.idempotency_key,
+        "ip": e.ip,
     }

@@ -30,6 +30,7 @@ from gateway.metering.observe import CallObserver
 from gateway.metrics import Metrics
 from gateway.ops import MetricsService
 from gateway.providers.registry import ProviderRegistry
+from gateway.services.audit import AuditService
 from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
 from gateway.services.plans import PlanService
@@ -218,6 +219,7 @@ def build_gateway(
         metering=metering,
         customers=customers,
         plans=PlanService(db, ledger, bus, outbox, clock),
+        audit=AuditService(db),
         keys=KeyService(db, bus, admin_key, clock),
         wallets=WalletService(ledger, idempotency, bus),
         usage=UsageService(db, ledger),

@@ -1,9 +1,16 @@
-"""Bearer-key authentication: a guard on every route; route `opt["auth"]` sets the scope.
+"""Bearer-key authentication and scopes: a guard on every route.
 
-"public" - no key (only /healthz)
-"app"    - an app key or the admin key (the proxy routes, the OpenAPI document)
-default  - the admin key
+A route's scope is what a key must be allowed to do there:
 
+"public"  - no key (/healthz, /readyz; /metrics checks its own)
+"proxy"   - app or admin keys (the metered routes, /v1/models)
+"any"     - any valid key (the OpenAPI document)
+"read"    - read, billing or admin keys (every GET of the management API by default)
+"billing" - billing or admin keys (customers, wallets, plans)
+"admin"   - admin keys (keys, webhooks, Stripe; every other write by default)
+
+A route sets it with `opt={"scope": ...}`; `auth_guard` also stamps each request with an id
+(`FC-Request-Id` on the answer) and builds the `Actor` the audit log records.
 `authenticate` is the one implementation; the guard and the proxy's fast path call it.
 """
 
@@ -14,19 +21,36 @@ from typing import Any, Literal
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from gateway.audit import Actor
 from gateway.container import Services
 from gateway.errors import AuthenticationRequired, InsufficientPermissions
-from gateway.services.keys import KeyService, Principal
+from gateway.ids import new_id
+from gateway.services.keys import KeyKind, KeyService, Principal
 
-Scope = Literal["app", "admin"]
+Scope = Literal["proxy", "any", "read", "billing", "admin"]
 MAX_KEY_LENGTH = 512
+
+ALLOWED: dict[Scope, frozenset[KeyKind]] = {
+    "proxy": frozenset({"app", "admin"}),
+    "any": frozenset({"app", "read", "billing", "admin"}),
+    "read": frozenset({"read", "billing", "admin"}),
+    "billing": frozenset({"billing", "admin"}),
+    "admin": frozenset({"admin"}),
+}
+_NEEDS: dict[Scope, str] = {
+    "proxy": "an app or admin key",
+    "any": "a key",
+    "read": "a read, billing or admin key",
+    "billing": "a billing or admin key",
+    "admin": "an admin key",
+}
 
 
 async def authenticate(
     keys: KeyService, authorization: str | None, x_api_key: str | None, scope: Scope
 ) -> Principal:
     """The caller's principal for a route of `scope`, or AuthenticationRequired (401) /
-    InsufficientPermissions (403)."""
+    InsufficientPermissions (403, naming the scope needed)."""
     header = authorization
     if header is None and x_api_key is not None:
         # The anthropic SDK sends its key this way; same keys, same rules.
@@ -38,22 +62,49 @@ async def authenticate(
     principal = await keys.authenticate(token)
     if principal is None:
         raise AuthenticationRequired("Invalid API key.")
-    if scope != "app" and principal.kind != "admin":
-        raise InsufficientPermissions()
+    if principal.kind not in ALLOWED[scope]:
+        article = "an" if principal.kind in ("app", "admin") else "a"
+        raise InsufficientPermissions(
+            f"This route needs {_NEEDS[scope]}; this is {article} {principal.kind} key.",
+            required_scope=scope,
+            key_kind=principal.kind,
+        )
     return principal
+
+
+def route_scope(handler: BaseRouteHandler, method: str, path: str) -> Scope | Literal["public"]:
+    opt = handler.opt
+    if opt.get("auth") == "public":
+        return "public"
+    if path.startswith("/schema"):
+        return "any"
+    scope: Scope | None = opt.get("scope")
+    if scope is not None:
+        return scope
+    return "read" if method in ("GET", "HEAD") else "admin"
 
 
 async def auth_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    opt = handler.opt.get("auth")
-    if opt == "public":
+    method = str(connection.scope.get("method", "GET"))
+    scope = route_scope(handler, method, connection.url.path)
+    if scope == "public":
         return
-    scope: Scope = "app" if opt == "app" or connection.url.path.startswith("/schema") else "admin"
     services: Services = connection.app.state.services
-    connection.state.principal = await authenticate(
+    principal = await authenticate(
         services.keys,
         connection.headers.get("authorization"),
         connection.headers.get("x-api-key"),
         scope,
+    )
+    request_id = new_id("req")
+    connection.state.principal = principal
+    connection.state.request_id = request_id
+    connection.state.actor = Actor(
+        principal.kind,
+        principal.key_id,
+        request_id=request_id,
+        ip=connection.client.host if connection.client else None,
+        idempotency_key=connection.headers.get("idempotency-key"),
     )

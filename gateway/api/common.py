@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 from litestar import Request, Response
 
+from gateway.audit import Actor
 from gateway.container import Services
 from gateway.errors import InvalidJson
 from gateway.jsoncodec import decode, decode_lenient, encode
@@ -16,6 +17,12 @@ JSON = "application/json"
 def services(request: Request[Any, Any, Any]) -> Services:
     """The gateway's services, put on `app.state` once by `create_app`."""
     found: Services = request.app.state.services
+    return found
+
+
+def actor(request: Request[Any, Any, Any]) -> Actor:
+    """Who is acting, for the audit log (set by the auth guard)."""
+    found: Actor = request.state.actor
     return found
 
 
@@ -60,6 +67,7 @@ def query(request: Request[Any, Any, Any], *names: str) -> dict[str, str | None]
 
 __all__ = [
     "JSON",
+    "actor",
     "decode",
     "encode",
     "json_body",

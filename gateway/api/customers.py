@@ -6,15 +6,24 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, patch, post
 
-from gateway.api.common import json_body, json_response, query, services, stored_response
+from gateway.api.common import actor, json_body, json_response, query, services, stored_response
 from gateway.services.validation import limit as parse_limit
 
 
-@post("/v1/customers", tags=["customers"], summary="Create a customer", status_code=201)
+@post(
+    "/v1/customers",
+    tags=["customers"],
+    summary="Create a customer",
+    status_code=201,
+    opt={"scope": "billing"},
+)
 async def create_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await json_body(request)
     result = await services(request).customers.create_idempotent(
-        body, idempotency_key=request.headers.get("idempotency-key"), raw_body=await request.body()
+        body,
+        idempotency_key=request.headers.get("idempotency-key"),
+        raw_body=await request.body(),
+        actor=actor(request),
     )
     return stored_response(result)
 
@@ -34,11 +43,17 @@ async def get_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(await services(request).customers.retrieve(customer_ref))
 
 
-@patch("/v1/customers/{customer_ref:str}", tags=["customers"], summary="Update a customer")
+@patch(
+    "/v1/customers/{customer_ref:str}",
+    tags=["customers"],
+    summary="Update a customer",
+    opt={"scope": "billing"},
+)
 async def update_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
     customer_ref = request.path_params["customer_ref"]
     body = await json_body(request)
-    return json_response(await services(request).customers.update(customer_ref, body))
+    out = await services(request).customers.update(customer_ref, body, actor(request))
+    return json_response(out)
 
 
 @delete(
@@ -46,10 +61,11 @@ async def update_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
     tags=["customers"],
     status_code=200,
     summary="Archive a customer (its ledger and usage stay)",
+    opt={"scope": "billing"},
 )
 async def archive_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
     customer_ref = request.path_params["customer_ref"]
-    return json_response(await services(request).customers.archive(customer_ref))
+    return json_response(await services(request).customers.archive(customer_ref, actor(request)))
 
 
 @post(
@@ -57,6 +73,7 @@ async def archive_customer(request: Request[Any, Any, Any]) -> Response[bytes]:
     tags=["wallets"],
     status_code=200,
     summary="Top up a prepaid wallet (honours Idempotency-Key)",
+    opt={"scope": "billing"},
 )
 async def topup_wallet(request: Request[Any, Any, Any]) -> Response[bytes]:
     customer_ref = request.path_params["customer_ref"]
@@ -66,6 +83,7 @@ async def topup_wallet(request: Request[Any, Any, Any]) -> Response[bytes]:
         body,
         idempotency_key=request.headers.get("idempotency-key"),
         raw_body=await request.body(),
+        actor=actor(request),
     )
     return stored_response(result)
 

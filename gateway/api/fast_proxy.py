@@ -133,7 +133,7 @@ class RingsideApp(Litestar):
                 x_api_key = value.decode("latin-1")
             elif key == b"fc-customer":
                 customers.append(value)
-        principal = await authenticate(self.services.keys, authorization, x_api_key, "app")
+        principal = await authenticate(self.services.keys, authorization, x_api_key, "proxy")
         body = await self._body(receive)
         return await self.services.metering.call(
             endpoint, body, one_customer(customers), principal.rate_subject

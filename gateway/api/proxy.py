@@ -41,7 +41,7 @@ async def _proxy(request: Request[Any, Any, Any], endpoint: Endpoint) -> Respons
 
 @post(
     "/v1/chat/completions",
-    opt={"auth": "app"},
+    opt={"scope": "proxy"},
     tags=["proxy"],
     status_code=200,
     summary="OpenAI-compatible chat completions (JSON or SSE stream)",
@@ -52,7 +52,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @post(
     "/v1/embeddings",
-    opt={"auth": "app"},
+    opt={"scope": "proxy"},
     tags=["proxy"],
     status_code=200,
     summary="OpenAI-compatible embeddings",
@@ -63,7 +63,7 @@ async def embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
 
 @post(
     "/v1/messages",
-    opt={"auth": "app"},
+    opt={"scope": "proxy"},
     tags=["proxy"],
     status_code=200,
     summary="Anthropic Messages API passthrough (for the anthropic SDK), metered",
@@ -72,7 +72,7 @@ async def anthropic_messages(request: Request[Any, Any, Any]) -> Response[Any]:
     return await _proxy(request, "messages")
 
 
-@get("/v1/models", opt={"auth": "app"}, tags=["proxy"], summary="Routable models")
+@get("/v1/models", opt={"scope": "proxy"}, tags=["proxy"], summary="Routable models")
 async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     """With `FC-Customer`, only the models that customer's allow-list lets it call."""
     models = await services(request).metering.models_for(_customer_header(request))

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 
-from gateway.api.common import json_body, json_response, query, services
+from gateway.api.common import actor, json_body, json_response, query, services
 from gateway.services.validation import limit as parse_limit
 from gateway.stripe_sync import StripeSyncService
 
@@ -25,7 +25,7 @@ def _service(request: Request[Any, Any, Any]) -> StripeSyncService:
 )
 async def sync_now(request: Request[Any, Any, Any]) -> Response[bytes]:
     await json_body(request, empty_ok=True)  # no parameters; a malformed body is still a 400
-    return json_response(await _service(request).sync_now())
+    return json_response(await _service(request).sync_now(actor=actor(request)))
 
 
 @get("/v1/stripe/sync_runs", tags=TAGS, summary="Stripe sync runs, newest first")

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, patch, post
 
-from gateway.api.common import json_body, json_response, query, services
+from gateway.api.common import actor, json_body, json_response, query, services
 from gateway.errors import InvalidRequest
 from gateway.webhooks.service import WebhookService
 
@@ -23,7 +23,7 @@ def _webhooks(request: Request[Any, Any, Any]) -> WebhookService:
 )
 async def create_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await json_body(request)
-    return json_response(await _webhooks(request).create_endpoint(body), status=201)
+    return json_response(await _webhooks(request).create_endpoint(body, actor(request)), status=201)
 
 
 @get("/v1/webhook_endpoints", tags=["webhooks"], summary="List webhook endpoints with health")
@@ -51,7 +51,9 @@ async def get_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def update_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     endpoint_id = request.path_params["endpoint_id"]
     body = await json_body(request)
-    return json_response(await _webhooks(request).update_endpoint(endpoint_id, body))
+    return json_response(
+        await _webhooks(request).update_endpoint(endpoint_id, body, actor(request))
+    )
 
 
 @delete(
@@ -62,7 +64,7 @@ async def update_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
 )
 async def delete_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     endpoint_id = request.path_params["endpoint_id"]
-    return json_response(await _webhooks(request).delete_endpoint(endpoint_id))
+    return json_response(await _webhooks(request).delete_endpoint(endpoint_id, actor(request)))
 
 
 @post(
@@ -74,7 +76,7 @@ async def delete_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def rotate_secret(request: Request[Any, Any, Any]) -> Response[bytes]:
     endpoint_id = request.path_params["endpoint_id"]
     body = await json_body(request, empty_ok=True)
-    return json_response(await _webhooks(request).rotate_secret(endpoint_id, body))
+    return json_response(await _webhooks(request).rotate_secret(endpoint_id, body, actor(request)))
 
 
 @get(

@@ -69,6 +69,9 @@ class ApiKey(BaseModel):
     revoked_ms = pw.BigIntegerField(null=True)
     last_used_ms = pw.BigIntegerField(null=True)
     limits = JSONText(null=True)  # m0005: the key's own rate limits
+    # m0006: scoped keys. admin | billing | read | app; an expired key is refused (401).
+    kind = pw.CharField(max_length=16, default="app", constraints=[pw.SQL("DEFAULT 'app'")])
+    expires_ms = pw.BigIntegerField(null=True)
 
 
 class Wallet(BaseModel):
@@ -257,6 +260,29 @@ class WebhookAttempt(BaseModel):
     response_body = pw.TextField(null=True)  # m0003: the first KiB, for debugging receivers
 
 
+class AuditEntry(BaseModel):
+    """One management write (m0006): who, what, on what, the money before -> after. Written in
+    the transaction of the change it records; never updated or deleted through the API."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    created_ms = pw.BigIntegerField()
+    key_id = pw.CharField(null=True, max_length=40)  # null: the bootstrap admin key
+    key_kind = pw.CharField(max_length=16)  # admin | billing | read | app | dashboard | system
+    action = pw.CharField(max_length=64)
+    target_id = pw.CharField(null=True, max_length=64)
+    customer_id = pw.CharField(null=True, max_length=40)
+    changes = JSONText(null=True)  # {field: [before, after]}
+    request_id = pw.CharField(null=True, max_length=64)
+    idempotency_key = pw.CharField(null=True, max_length=255)
+    ip = pw.CharField(null=True, max_length=64)
+
+    class Meta:
+        indexes = (
+            (("customer_id", "id"), False),
+            (("action", "id"), False),
+        )
+
+
 class Plan(BaseModel):
     """A named set of defaults for customers (m0005). Every field is optional: null means
     the plan does not set it, and a customer's own value always wins."""
@@ -315,4 +341,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     Lease,
     Plan,
     RateWindow,
+    AuditEntry,
 ]

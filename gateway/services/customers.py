@@ -9,6 +9,7 @@ from typing import Any
 
 import peewee as pw
 
+from gateway.audit import SYSTEM, Action, Actor, diff, record
 from gateway.clock import Clock, to_ms
 from gateway.db.database import Database
 from gateway.db.models import Customer, Plan
@@ -42,6 +43,33 @@ CREATE_FIELDS = {
 }
 UPDATE_FIELDS = (CREATE_FIELDS - {"external_id"}) | {"status", "external_id"}
 STATUSES = ("active", "suspended", "archived")
+
+
+def _audited(row: Customer) -> dict[str, Any]:
+    """The customer's fields as the audit log compares them (money in nanos)."""
+    return {
+        "external_id": row.external_id,
+        "name": row.name,
+        "email": row.email,
+        "status": row.status,
+        "monthly_budget_usd": row.monthly_budget_nanos,
+        "markup": row.markup,
+        "prepaid": bool(row.prepaid) if row.prepaid_own else None,
+        "low_balance_threshold_usd": row.low_balance_threshold_nanos,
+        "stripe_customer_id": row.stripe_customer_id,
+        "metadata": row.metadata or None,
+        "plan": row.plan_id,
+        "limits": row.limits,
+        "allowed_models": row.allowed_models,
+    }
+
+
+def _update_action(before: str, after: str) -> Action:
+    if after != before and after == "archived":
+        return "customer.archived"
+    if after != before and after == "suspended":
+        return "customer.suspended"
+    return "customer.updated"
 
 
 def _plan_id(body: dict[str, Any]) -> str | None:
@@ -90,22 +118,27 @@ class CustomerService:
                 log.exception("customer-created hook failed for %s", customer.get("id"))
 
     # ------------------------------------------------------------------ async API
-    async def create(self, body: Any) -> dict[str, Any]:
+    async def create(self, body: Any, actor: Actor = SYSTEM) -> dict[str, Any]:
         """Create a customer (no idempotency key: the dashboard's form)."""
-        out = await self.db.write(self.create_sync, body)
+        out = await self.db.write(self.create_sync, body, actor)
         self.bus.publish("customer.changed", customer_id=out["id"])
         await self.run_created_hooks(out)
         return out
 
     async def create_idempotent(
-        self, body: Any, *, idempotency_key: str | None, raw_body: bytes
+        self,
+        body: Any,
+        *,
+        idempotency_key: str | None,
+        raw_body: bytes,
+        actor: Actor = SYSTEM,
     ) -> StoredResponse:
         """Create a customer honouring an `Idempotency-Key`: the same key and body answer
         the stored response; the customer and the stored answer commit together."""
         created: list[dict[str, Any]] = []
 
         def operation() -> tuple[int, bytes]:
-            customer = self.create_sync(body)
+            customer = self.create_sync(body, actor)
             created.append(customer)
             return 201, encode(customer)
 
@@ -120,13 +153,13 @@ class CustomerService:
     async def retrieve(self, ref: str) -> dict[str, Any]:
         return await self.db.read(self._retrieve_sync, ref)
 
-    async def update(self, ref: str, body: Any) -> dict[str, Any]:
-        out = await self.db.write(self._update_sync, ref, body)
+    async def update(self, ref: str, body: Any, actor: Actor = SYSTEM) -> dict[str, Any]:
+        out = await self.db.write(self._update_sync, ref, body, actor)
         self.bus.publish("customer.changed", customer_id=out["id"])
         return out
 
-    async def archive(self, ref: str) -> dict[str, Any]:
-        return await self.update(ref, {"status": "archived"})
+    async def archive(self, ref: str, actor: Actor = SYSTEM) -> dict[str, Any]:
+        return await self.update(ref, {"status": "archived"}, actor)
 
     async def list(self, params: dict[str, str | None]) -> Page[dict[str, Any]]:
         return await self.db.read(self._list_sync, params)
@@ -146,7 +179,7 @@ class CustomerService:
             return True, v.usd_nanos(body, "budget_usd")
         return False, None
 
-    def create_sync(self, body: Any) -> dict[str, Any]:
+    def create_sync(self, body: Any, actor: Actor = SYSTEM) -> dict[str, Any]:
         body = v.require_object(body)
         v.reject_unknown(body, CREATE_FIELDS)
         external_id = v.external_id(body)
@@ -194,12 +227,20 @@ class CustomerService:
                     f"A customer with external_id '{external_id}' already exists.",
                     param="external_id",
                 ) from None
+            record(
+                actor,
+                "customer.created",
+                now,
+                target_id=row.id,
+                customer_id=row.id,
+                changes=diff({}, {k: v for k, v in _audited(row).items() if v is not None}),
+            )
         return self._to_api(row)
 
     def _retrieve_sync(self, ref: str) -> dict[str, Any]:
         return self._to_api(self.ledger.resolve_customer(ref))
 
-    def _update_sync(self, ref: str, body: Any) -> dict[str, Any]:
+    def _update_sync(self, ref: str, body: Any, actor: Actor = SYSTEM) -> dict[str, Any]:
         body = v.require_object(body)
         v.reject_unknown(body, UPDATE_FIELDS)
         now = to_ms(self.clock())
@@ -270,7 +311,18 @@ class CustomerService:
                 cap_after = self.ledger.customer_on_terms(row.id)[1].monthly_budget_nanos
                 if cap_after != cap_before:
                     self.ledger.rearm_budget_sync(row.id, cap_after)
-            row = Customer.get_by_id(row.id)
+            after = Customer.get_by_id(row.id)
+            changed = diff(_audited(row), _audited(after))
+            if changed:
+                record(
+                    actor,
+                    _update_action(row.status, after.status),
+                    now,
+                    target_id=row.id,
+                    customer_id=row.id,
+                    changes=changed,
+                )
+            row = after
         return self._to_api(row)
 
     def _list_sync(self, params: dict[str, str | None]) -> Page[dict[str, Any]]:

@@ -10,12 +10,14 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
-from gateway.clock import Clock, to_ms
+from gateway.audit import SYSTEM, Actor, record
+from gateway.clock import Clock, iso_ms, to_ms
 from gateway.db.database import Database
 from gateway.db.models import ApiKey
-from gateway.errors import NotFound
+from gateway.errors import ApiKeyExpired, InvalidRequest, NotFound
 from gateway.events import EventBus
 from gateway.ids import new_id
 from gateway.limits import Subject
@@ -33,15 +35,17 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-KeyKind = Literal["admin", "app"]
+KeyKind = Literal["admin", "billing", "read", "app"]
+KEY_KINDS: tuple[KeyKind, ...] = ("app", "read", "billing", "admin")
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     kind: KeyKind
-    key_id: str | None = None
+    key_id: str | None = None  # None: the bootstrap admin key (RINGSIDE_ADMIN_KEY)
     # The key's own rate limits, as the limiter counts them (None: the key has none).
     rate_subject: Subject | None = None
+    expires_ms: int | None = None
 
 
 class KeyService:
@@ -65,12 +69,17 @@ class KeyService:
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        principal = await self.db.read(self._lookup_sync, digest)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = (now + KEY_CACHE_TTL_S, principal)
-        if principal is not None and principal.key_id is not None:
+            principal = cached[1]
+        else:
+            principal = await self.db.read(self._lookup_sync, digest)
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + KEY_CACHE_TTL_S, principal)
+        if principal is None:
+            return None
+        if principal.expires_ms is not None and to_ms(self.clock()) >= principal.expires_ms:
+            raise ApiKeyExpired(f"This API key expired at {iso_ms(principal.expires_ms)}.")
+        if principal.key_id is not None:
             self._note_use(principal.key_id, now)
         return principal
 
@@ -101,29 +110,72 @@ class KeyService:
         if not hmac.compare_digest(row.key_hash, digest):
             return None
         limits = RateLimits.from_json(row.limits)
-        return Principal("app", row.id, Subject(row.id, "key", limits) if limits.any else None)
+        kind: KeyKind = row.kind if row.kind in KEY_KINDS else "app"
+        subject = Subject(row.id, "key", limits) if limits.any else None
+        return Principal(kind, row.id, subject, row.expires_ms)
 
     # ------------------------------------------------------------------ management
-    async def create(self, body: Any) -> dict[str, Any]:
+    async def create(self, body: Any, actor: Actor = SYSTEM) -> dict[str, Any]:
         body = v.require_object(body if body is not None else {})
-        v.reject_unknown(body, {"name", "limits"})
+        v.reject_unknown(body, {"name", "kind", "expires_at", "limits"})
         name = v.string(body, "name", required=True, max_len=100)
+        kind = body.get("kind", "app")
+        if kind not in KEY_KINDS:
+            raise InvalidRequest(f"kind must be one of {', '.join(KEY_KINDS)}.", param="kind")
+        expires_ms = self._expiry(body)
         limits = v.rate_limits(body, "limits")
         key = "rs_" + secrets.token_urlsafe(32)
         assert name is not None  # required=True
-        out = await self.db.write(self._create_sync, name, key, limits)
+        out = await self.db.write(self._create_sync, name, key, kind, expires_ms, limits, actor)
         self.bus.publish("key.changed", key_id=out["id"])
         return {**out, "key": key}
 
-    def _create_sync(self, name: str, key: str, limits: dict[str, int] | None) -> dict[str, Any]:
-        row = ApiKey.create(
-            id=new_id("key"),
-            name=name,
-            key_hash=hash_key(key),
-            prefix=key[:7],
-            created_ms=to_ms(self.clock()),
-            limits=limits,
-        )
+    def _expiry(self, body: dict[str, Any]) -> int | None:
+        text = v.string(body, "expires_at", max_len=64)
+        if text is None:
+            return None
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None or not 1970 <= when.year <= 9998:
+            raise InvalidRequest(
+                "expires_at must be an RFC 3339 time with an offset (2027-01-01T00:00:00Z).",
+                param="expires_at",
+            )
+        expires_ms = to_ms(when)
+        if expires_ms <= to_ms(self.clock()):
+            raise InvalidRequest("expires_at is in the past.", param="expires_at")
+        return expires_ms
+
+    def _create_sync(
+        self,
+        name: str,
+        key: str,
+        kind: KeyKind,
+        expires_ms: int | None,
+        limits: dict[str, int] | None,
+        actor: Actor,
+    ) -> dict[str, Any]:
+        now = to_ms(self.clock())
+        with self.db.tx():
+            row = ApiKey.create(
+                id=new_id("key"),
+                name=name,
+                key_hash=hash_key(key),
+                prefix=key[:7],
+                created_ms=now,
+                limits=limits,
+                kind=kind,
+                expires_ms=expires_ms,
+            )
+            record(
+                actor,
+                "key.created",
+                now,
+                target_id=row.id,
+                changes={"kind": [None, kind], "name": [None, name]},
+            )
         return key_to_api(row)
 
     async def list(self, include_revoked: bool = False) -> builtins.list[dict[str, Any]]:
@@ -136,13 +188,13 @@ class KeyService:
             query = query.where(ApiKey.revoked_ms.is_null())
         return [key_to_api(k) for k in query]
 
-    async def revoke(self, key_id: str) -> dict[str, Any]:
-        out, digest = await self.db.write(self._revoke_sync, key_id)
+    async def revoke(self, key_id: str, actor: Actor = SYSTEM) -> dict[str, Any]:
+        out, digest = await self.db.write(self._revoke_sync, key_id, actor)
         self._cache.pop(digest, None)
         self.bus.publish("key.changed", key_id=key_id)
         return out
 
-    def _revoke_sync(self, key_id: str) -> tuple[dict[str, Any], str]:
+    def _revoke_sync(self, key_id: str, actor: Actor) -> tuple[dict[str, Any], str]:
         with self.db.tx():
             row = ApiKey.get_or_none(ApiKey.id == key_id)
             if row is None:
@@ -150,4 +202,5 @@ class KeyService:
             if row.revoked_ms is None:
                 row.revoked_ms = to_ms(self.clock())
                 row.save()
+                record(actor, "key.revoked", row.revoked_ms, target_id=row.id)
         return {**key_to_api(row), "deleted": True}, row.key_hash

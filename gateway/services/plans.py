@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 
 import peewee as pw
 
+from gateway.audit import SYSTEM, Actor, diff, record
 from gateway.clock import Clock, month_of, to_ms
 from gateway.db.database import Database
 from gateway.db.models import BudgetPeriod, Customer, Event, Plan
@@ -47,6 +48,20 @@ class OperatorEvents(Protocol):
         ...
 
 
+def _audited(row: Plan) -> dict[str, Any]:
+    """The plan's fields as the audit log compares them (money in nanos)."""
+    return {
+        "name": row.name,
+        "external_id": row.external_id,
+        "monthly_budget_usd": row.monthly_budget_nanos,
+        "prepaid": row.prepaid,
+        "low_balance_threshold_usd": row.low_balance_threshold_nanos,
+        "markup": row.markup,
+        "allowed_models": row.allowed_models,
+        "limits": row.limits,
+    }
+
+
 def _rows(query: Any) -> builtins.list[tuple[Any, ...]]:
     """A `.tuples()` query's rows (peewee's stubs type them as model instances)."""
     return list(query)
@@ -79,8 +94,8 @@ class PlanService:
         self.clock = clock
 
     # ------------------------------------------------------------------ async API
-    async def create(self, body: Any) -> dict[str, Any]:
-        out, event = await self.db.write(self._create_sync, body)
+    async def create(self, body: Any, actor: Actor = SYSTEM) -> dict[str, Any]:
+        out, event = await self.db.write(self._create_sync, body, actor)
         self._published(out["id"], event)
         return out
 
@@ -94,13 +109,13 @@ class PlanService:
         """Every plan with its customer count (the dashboard's Plans screen, pickers)."""
         return await self.db.read(self._list_all_sync)
 
-    async def update(self, ref: str, body: Any) -> dict[str, Any]:
-        out, event = await self.db.write(self._update_sync, ref, body)
+    async def update(self, ref: str, body: Any, actor: Actor = SYSTEM) -> dict[str, Any]:
+        out, event = await self.db.write(self._update_sync, ref, body, actor)
         self._published(out["id"], event)
         return out
 
-    async def delete(self, ref: str) -> dict[str, Any]:
-        out, event = await self.db.write(self._delete_sync, ref)
+    async def delete(self, ref: str, actor: Actor = SYSTEM) -> dict[str, Any]:
+        out, event = await self.db.write(self._delete_sync, ref, actor)
         self._published(out["id"], event)
         return out
 
@@ -147,7 +162,7 @@ class PlanService:
                 f"A plan with external_id '{external_id}' already exists.", param="external_id"
             )
 
-    def _create_sync(self, body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _create_sync(self, body: Any, actor: Actor) -> tuple[dict[str, Any], dict[str, Any]]:
         body = v.require_object(body)
         v.reject_unknown(body, PLAN_FIELDS)
         if "name" not in body:
@@ -167,6 +182,13 @@ class PlanService:
             except pw.IntegrityError:
                 raise PlanExists("A plan with this external_id already exists.") from None
             event = self._record(row, "created", sorted(body), now)
+            record(
+                actor,
+                "plan.created",
+                now,
+                target_id=row.id,
+                changes=diff({}, {k: v for k, v in _audited(row).items() if v is not None}),
+            )
         return plan_to_api(row, customers=0), event
 
     def _retrieve_sync(self, ref: str) -> dict[str, Any]:
@@ -206,7 +228,9 @@ class PlanService:
         )
         return {str(plan_id): int(n) for plan_id, n in _rows(query)}
 
-    def _update_sync(self, ref: str, body: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def _update_sync(
+        self, ref: str, body: Any, actor: Actor
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         body = v.require_object(body)
         v.reject_unknown(body, PLAN_FIELDS)
         values = self._values(body)
@@ -222,13 +246,16 @@ class PlanService:
             self._check_external_id(values.get(Plan.external_id), row.id)
             event = None
             if values:
-                budget_before = row.monthly_budget_nanos
+                before = row
                 values[Plan.updated_ms] = now
                 Plan.update(values).where(Plan.id == row.id).execute()
                 row = Plan.get_by_id(row.id)
-                if row.monthly_budget_nanos != budget_before:
+                if row.monthly_budget_nanos != before.monthly_budget_nanos:
                     self._rearm_budgets(row)
                 event = self._record(row, "updated", sorted(body), now)
+                changed = diff(_audited(before), _audited(row))
+                if changed:
+                    record(actor, "plan.updated", now, target_id=row.id, changes=changed)
             return plan_to_api(row, customers=_in_use(row.id)), event
 
     def _rearm_budgets(self, plan: Plan) -> None:
@@ -248,7 +275,7 @@ class PlanService:
         for customer_id in customer_ids:
             self.ledger.rearm_budget_sync(customer_id, plan.monthly_budget_nanos)
 
-    def _delete_sync(self, ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _delete_sync(self, ref: str, actor: Actor) -> tuple[dict[str, Any], dict[str, Any]]:
         now = to_ms(self.clock())
         with self.db.tx():
             row = resolve_plan(ref)
@@ -264,6 +291,7 @@ class PlanService:
             Customer.update(plan_id=None).where(Customer.plan_id == row.id).execute()
             Plan.delete().where(Plan.id == row.id).execute()
             event = self._record(row, "deleted", [], now)
+            record(actor, "plan.deleted", now, target_id=row.id)
         return {"id": row.id, "object": "plan", "deleted": True}, event
 
     def _record(

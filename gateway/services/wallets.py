@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.audit import SYSTEM, Actor, record
 from gateway.events import EventBus
 from gateway.jsoncodec import encode
 from gateway.ledger import Idempotency, Ledger, StoredResponse, nanos_to_json
@@ -24,6 +25,7 @@ class WalletService:
         *,
         idempotency_key: str | None = None,
         raw_body: bytes | None = None,
+        actor: Actor = SYSTEM,
     ) -> StoredResponse:
         body = v.require_object(body)
         v.reject_unknown(body, {"amount_usd", "description"})
@@ -38,6 +40,14 @@ class WalletService:
         def operation() -> tuple[int, bytes]:
             (balance, txn), events = self.ledger.topup_sync(customer_ref, nanos, description)
             published.extend(events)
+            record(
+                actor,
+                "wallet.topup",
+                txn.created_ms,
+                target_id=txn.id,
+                customer_id=txn.customer_id,
+                changes={"balance_usd": [balance - nanos, balance]},
+            )
             return 200, encode(
                 {
                     "object": "wallet",

@@ -33,6 +33,7 @@ from typing import Any
 
 import peewee as pw
 
+from gateway.audit import SYSTEM, Actor, record
 from gateway.clock import Clock, iso_ms, to_ms, utcnow
 from gateway.db.database import Database, tuples
 from gateway.db.models import Customer, Lease, UsageDaily
@@ -277,7 +278,7 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ entry point
     async def run(
-        self, trigger: str = "manual", *, claim_new: bool = True
+        self, trigger: str = "manual", *, claim_new: bool = True, actor: Actor = SYSTEM
     ) -> dict[str, Any] | None:
         """One sync run. Returns its result, or None for a recovery pass with nothing to do.
 
@@ -301,7 +302,7 @@ class SyncEngine:
                     return None
                 finished = to_ms(self.clock())
                 result = run.result(finished)
-                await self.db.write(self._record_run_sync, result, run.started_ms, finished)
+                await self.db.write(self._record_run_sync, result, run.started_ms, finished, actor)
             finally:
                 try:
                     await self.db.write(self._release_lease_sync, holder)
@@ -814,8 +815,21 @@ class SyncEngine:
                 Customer.stripe_customer_id.is_null() | (Customer.stripe_customer_id == ""),
             ).execute()
 
-    def _record_run_sync(self, result: dict[str, Any], started_ms: int, finished_ms: int) -> None:
+    def _record_run_sync(
+        self, result: dict[str, Any], started_ms: int, finished_ms: int, actor: Actor
+    ) -> None:
         with self.db.tx():
+            record(
+                actor,
+                "stripe.sync",
+                finished_ms,
+                target_id=result["id"],
+                changes={
+                    "status": [None, result["status"]],
+                    "events": [None, result["events"]],
+                    "customers_pushed": [None, result["customers_pushed"]],
+                },
+            )
             StripeSyncRun.create(
                 id=result["id"],
                 trigger=result["trigger"],

@@ -10,6 +10,7 @@ from typing import Any
 
 import peewee as pw
 
+from gateway.audit import SYSTEM, Actor
 from gateway.clock import Clock, iso_ms, to_ms, utcnow
 from gateway.config import StripeSettings
 from gateway.db.database import Database, tuples
@@ -96,9 +97,9 @@ class StripeSyncService:
         return self.engine.unit
 
     # ------------------------------------------------------------------ running
-    async def sync_now(self, trigger: str = "manual") -> dict[str, Any]:
+    async def sync_now(self, trigger: str = "manual", actor: Actor = SYSTEM) -> dict[str, Any]:
         """Run a sync now and answer its result. Raises StripeSyncInProgress when busy."""
-        result = await self.engine.run(trigger)
+        result = await self.engine.run(trigger, actor=actor)
         assert result is not None
         return result
 

@@ -10,6 +10,7 @@ from typing import Any, get_args
 
 import peewee as pw
 
+from gateway.audit import SYSTEM, Actor, diff, record
 from gateway.clock import Clock, iso_ms, now_ms, to_ms, utcnow
 from gateway.config import WebhookSettings
 from gateway.db.database import Database, tuples
@@ -138,7 +139,7 @@ class WebhookService:
         await self.worker.aclose()
 
     # ------------------------------------------------------------------ endpoints
-    async def create_endpoint(self, body: Any) -> dict[str, Any]:
+    async def create_endpoint(self, body: Any, actor: Actor = SYSTEM) -> dict[str, Any]:
         """The new endpoint, with its secret in full (the only time it is shown)."""
         body = v.require_object(body)
         v.reject_unknown(body, CREATE_FIELDS)
@@ -147,13 +148,23 @@ class WebhookService:
         description = v.string(body, "description", max_len=1000)
         enabled = v.boolean(body, "enabled")
         out = await self.db.write(
-            self._create_sync, url, events, description, True if enabled is None else enabled
+            self._create_sync,
+            url,
+            events,
+            description,
+            True if enabled is None else enabled,
+            actor,
         )
         self._changed(out)
         return out
 
     def _create_sync(
-        self, url: str, events: list[str] | None, description: str | None, enabled: bool
+        self,
+        url: str,
+        events: list[str] | None,
+        description: str | None,
+        enabled: bool,
+        actor: Actor,
     ) -> dict[str, Any]:
         now = now_ms(self.clock)
         with self.db.tx():
@@ -167,6 +178,13 @@ class WebhookService:
                 disabled_reason=None if enabled else "disabled by the operator",
                 created_ms=now,
                 updated_ms=now,
+            )
+            record(
+                actor,
+                "webhook_endpoint.created",
+                now,
+                target_id=ep.id,
+                changes=diff({}, {k: v for k, v in _audited(ep).items() if v is not None}),
             )
         return endpoint_to_api(ep, reveal_secret=True, pending=0)
 
@@ -225,7 +243,9 @@ class WebhookService:
         ep = _live_endpoint(endpoint_id)
         return endpoint_to_api(ep, pending=self._pending_counts([ep.id]).get(ep.id, 0))
 
-    async def update_endpoint(self, endpoint_id: str, body: Any) -> dict[str, Any]:
+    async def update_endpoint(
+        self, endpoint_id: str, body: Any, actor: Actor = SYSTEM
+    ) -> dict[str, Any]:
         body = v.require_object(body)
         v.reject_unknown(body, UPDATE_FIELDS)
         changes: dict[Any, Any] = {}
@@ -240,14 +260,14 @@ class WebhookService:
             enabled = v.boolean(body, "enabled")
             if enabled is None:
                 raise InvalidRequest("enabled must be true or false.", param="enabled")
-        out = await self.db.write(self._update_sync, endpoint_id, changes, enabled)
+        out = await self.db.write(self._update_sync, endpoint_id, changes, enabled, actor)
         self._changed(out)
         if enabled:
             self.worker.wake_threadsafe()
         return out
 
     def _update_sync(
-        self, endpoint_id: str, changes: dict[Any, Any], enabled: bool | None
+        self, endpoint_id: str, changes: dict[Any, Any], enabled: bool | None, actor: Actor
     ) -> dict[str, Any]:
         now = now_ms(self.clock)
         with self.db.tx():
@@ -259,19 +279,24 @@ class WebhookService:
             if changes:
                 changes[WebhookEndpoint.updated_ms] = now
                 WebhookEndpoint.update(changes).where(WebhookEndpoint.id == ep.id).execute()
-            ep = WebhookEndpoint.get_by_id(ep.id)
-            return endpoint_to_api(ep, pending=self._pending_counts([ep.id]).get(ep.id, 0))
+            after = WebhookEndpoint.get_by_id(ep.id)
+            changed = diff(_audited(ep), _audited(after))
+            if changed:
+                record(actor, "webhook_endpoint.updated", now, target_id=ep.id, changes=changed)
+            return endpoint_to_api(after, pending=self._pending_counts([ep.id]).get(ep.id, 0))
 
-    async def set_endpoint_enabled(self, endpoint_id: str, enabled: bool) -> dict[str, Any]:
+    async def set_endpoint_enabled(
+        self, endpoint_id: str, enabled: bool, actor: Actor = SYSTEM
+    ) -> dict[str, Any]:
         """Enable (clears the failure history and restarts pending deliveries) or disable."""
-        return await self.update_endpoint(endpoint_id, {"enabled": bool(enabled)})
+        return await self.update_endpoint(endpoint_id, {"enabled": bool(enabled)}, actor)
 
-    async def delete_endpoint(self, endpoint_id: str) -> dict[str, Any]:
-        out = await self.db.write(self._delete_sync, endpoint_id)
+    async def delete_endpoint(self, endpoint_id: str, actor: Actor = SYSTEM) -> dict[str, Any]:
+        out = await self.db.write(self._delete_sync, endpoint_id, actor)
         self.bus.publish("webhook_endpoint.changed", endpoint_id=endpoint_id, deleted=True)
         return out
 
-    def _delete_sync(self, endpoint_id: str) -> dict[str, Any]:
+    def _delete_sync(self, endpoint_id: str, actor: Actor) -> dict[str, Any]:
         now = now_ms(self.clock)
         with self.db.tx():
             ep = _live_endpoint(endpoint_id, db=self.db)
@@ -284,9 +309,12 @@ class WebhookService:
             ).where(
                 WebhookDelivery.endpoint_id == ep.id, WebhookDelivery.status == "pending"
             ).execute()
+            record(actor, "webhook_endpoint.deleted", now, target_id=ep.id)
         return {"id": ep.id, "object": "webhook_endpoint", "deleted": True}
 
-    async def rotate_secret(self, endpoint_id: str, body: Any = None) -> dict[str, Any]:
+    async def rotate_secret(
+        self, endpoint_id: str, body: Any = None, actor: Actor = SYSTEM
+    ) -> dict[str, Any]:
         """A new secret, shown in full. The old one keeps signing for `grace_period_s`
         (default 24 h, 0 = stop at once) so receivers can switch without rejecting anything."""
         body = v.require_object(body if body is not None else {})
@@ -297,11 +325,11 @@ class WebhookService:
                 f"grace_period_s must be an integer between 0 and {MAX_GRACE_S}.",
                 param="grace_period_s",
             )
-        out = await self.db.write(self._rotate_sync, endpoint_id, grace)
+        out = await self.db.write(self._rotate_sync, endpoint_id, grace, actor)
         self._changed(out)
         return out
 
-    def _rotate_sync(self, endpoint_id: str, grace_s: int) -> dict[str, Any]:
+    def _rotate_sync(self, endpoint_id: str, grace_s: int, actor: Actor) -> dict[str, Any]:
         now = now_ms(self.clock)
         with self.db.tx():
             ep = _live_endpoint(endpoint_id, db=self.db)
@@ -311,6 +339,14 @@ class WebhookService:
                 previous_secret_expires_ms=now + grace_s * 1000 if grace_s else None,
                 updated_ms=now,
             ).where(WebhookEndpoint.id == ep.id).execute()
+            # Never the secrets themselves: that it rotated, and how long the old one signs.
+            record(
+                actor,
+                "webhook_endpoint.updated",
+                now,
+                target_id=ep.id,
+                changes={"secret_rotated_grace_period_s": [None, grace_s]},
+            )
             ep = WebhookEndpoint.get_by_id(ep.id)
         return endpoint_to_api(ep, reveal_secret=True)
 
@@ -560,6 +596,15 @@ def _event_types(body: dict[str, Any]) -> list[str] | None:
                 param="events",
             )
     return list(dict.fromkeys(value))
+
+
+def _audited(ep: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "url": ep.url,
+        "events": ep.events,
+        "description": ep.description,
+        "enabled": bool(ep.enabled),
+    }
 
 
 def _live_endpoint(
