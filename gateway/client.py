@@ -156,8 +156,8 @@ def _from_json(value: Any, money: bool = False) -> Any:
     """Decoded JSON (floats as Decimal) -> money keys as Decimal, other numbers as float."""
     if isinstance(value, dict):
         return {k: _from_json(v, k.endswith("_usd")) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
+    if isinstance(value, list):  # a money key's list holds money (the audit log's changes)
+        return [_from_json(v, money) for v in value]
     if isinstance(value, Decimal):
         return value if money else float(value)
     if money and isinstance(value, int) and not isinstance(value, bool):
@@ -923,6 +923,31 @@ class Customers(_Resource[_O, _P, _S]):
         return self._client._object(_Call("DELETE", f"/v1/customers/{_segment(customer_id)}"))
 
 
+class AuditLog(_Resource[_O, _P, _S]):
+    def list(
+        self,
+        *,
+        customer_id: str | int | None = None,
+        action: str | None = None,
+        since: _When = None,
+        until: _When = None,
+        limit: int | None = None,
+        starting_after: str | None = None,
+    ) -> _P:
+        """Every management write, newest first: who (`key_id`, `key_kind`), what
+        (`action`, `target_id`), `changes` as {field: [before, after]}, `request_id`,
+        `idempotency_key`, `ip`. Iterating the page walks all of them."""
+        params = {
+            "customer_id": customer_id,
+            "action": action,
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "starting_after": starting_after,
+        }
+        return self._client._page(_Call("GET", "/v1/audit_log", params))
+
+
 class Plans(_Resource[_O, _P, _S]):
     """Plans: defaults for customers (money, allowed models, rate limits). A customer's
     own value wins, field by field and limit by limit."""
@@ -1000,11 +1025,26 @@ class Requests(_Resource[_O, _P, _S]):
 
 
 class Keys(_Resource[_O, _P, _S]):
-    def create(self, name: str, *, limits: Mapping[str, int | None] | None = None) -> _O:
-        """A new app key (`rs_...`) for the proxy routes. `.key` is shown only here.
-        `limits`: the key's own rate limits (requests_per_minute, tokens_per_minute,
-        max_concurrent), counted across every customer it serves."""
+    def create(
+        self,
+        name: str,
+        *,
+        kind: Literal["app", "read", "billing", "admin"] | None = None,
+        expires_at: _When = None,
+        limits: Mapping[str, int | None] | None = None,
+    ) -> _O:
+        """A new API key (`rs_...`); `.key` is shown only here. `kind`: "app" (the proxy
+        routes; the default), "read" (GETs), "billing" (customers, wallets, plans) or
+        "admin" (everything). `expires_at`: an aware datetime or RFC 3339 time. `limits`:
+        the key's own rate limits (requests_per_minute, tokens_per_minute, max_concurrent),
+        counted across every customer it serves."""
         body: dict[str, Any] = {"name": name}
+        if kind is not None:
+            body["kind"] = kind
+        if isinstance(expires_at, date | datetime):
+            body["expires_at"] = expires_at.isoformat()
+        elif expires_at is not None:
+            body["expires_at"] = expires_at
         if limits is not None:
             body["limits"] = dict(limits)
         # Not idempotent on the server: a blind resend could mint a second, unseen key.
@@ -1166,6 +1206,7 @@ class _ClientBase(Generic[_H, _O, _P, _S]):
         self.requests = Requests(transport)
         self.keys = Keys(transport)
         self.plans = Plans(transport)
+        self.audit_log = AuditLog(transport)
 
     def _build(self, call: _Call) -> httpx.Request:
         headers = {**self._headers, **(call.headers or {})}

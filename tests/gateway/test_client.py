@@ -654,3 +654,18 @@ def test_plans_limits_and_allow_lists_through_the_client(ringside: Ringside) -> 
     assert [p.id for p in ringside.plans.list()] == [plan.id]
     key = ringside.keys.create("limited", limits={"max_concurrent": 2})
     assert key.limits.max_concurrent == 2
+
+
+def test_scoped_keys_and_the_audit_log_through_the_client(ringside: Ringside) -> None:
+    billing = ringside.keys.create("finance", kind="billing")
+    assert billing.kind == "billing" and billing.expires_at is None
+    as_billing = Ringside(ringside.base_url, billing.key, http_client=ringside._http)
+    cus = as_billing.customers.create(external_id="audited", name="Audited", prepaid=True)
+    as_billing.wallets.topup(cus.id, Decimal("1.000000001"), idempotency_key="pay-77")
+    with pytest.raises(PermissionDeniedError) as denied:
+        as_billing.keys.list()
+    assert denied.value.required_scope == "admin"
+    entry = next(iter(ringside.audit_log.list(customer_id="audited", action="wallet.topup")))
+    assert entry.key_id == billing.id and entry.key_kind == "billing"
+    assert entry.changes.balance_usd == [Decimal(0), Decimal("1.000000001")]
+    assert entry.idempotency_key == "pay-77"
