@@ -60,7 +60,10 @@ def parse_url(url: object) -> Target:
         raise InvalidWebhookUrl(f"url must be at most {MAX_URL_LENGTH} characters.", param="url")
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         raise InvalidWebhookUrl("url must not contain spaces or control characters.", param="url")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "https://[" : an unclosed IPv6 bracket
+        raise InvalidWebhookUrl("url is not a valid URL.", param="url") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise InvalidWebhookUrl("url must start with http:// or https://.", param="url")

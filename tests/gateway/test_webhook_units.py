@@ -135,3 +135,11 @@ def test_m0003_upgrades_a_database_created_before_it(tmp_path: Path) -> None:
         assert "webhook_delivery_created_ms" in db.run_sync(indexes)
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("url", ["hTTpS://[", "https://[::1", "http://[zz]/x"])
+def test_a_malformed_url_is_a_400_naming_url(url: str) -> None:
+    """Found by schemathesis: an unclosed IPv6 bracket raised out of urlsplit (a 500)."""
+    with pytest.raises(InvalidWebhookUrl) as info:
+        urlpolicy.parse_url(url)
+    assert info.value.param == "url"
