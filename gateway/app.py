@@ -8,12 +8,19 @@ from collections.abc import AsyncIterator
 from litestar import Litestar
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 
-from gateway import __version__
-from gateway.api import audit, customers, keys, ops, plans, proxy, stripe, usage, webhooks
+from gateway.api import (
+    audit,
+    customers,
+    keys,
+    ops,
+    plans,
+    proxy,
+    schema,
+    stripe,
+    usage,
+    webhooks,
+)
 from gateway.api.auth import auth_guard
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.fast_proxy import RingsideApp
@@ -52,30 +59,15 @@ def create_app(gw: Gateway) -> Litestar:
             *usage.ROUTES,
             *webhooks.ROUTES,
             *stripe.ROUTES,
+            *schema.ROUTES,
         ],
         guards=[auth_guard],
         before_send=[_request_id_header],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=gw.settings.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Ringside",
-            version=__version__,
-            description="Self-hosted AI gateway: OpenAI-compatible proxy with per-customer "
-            "metering, budgets, wallets, webhooks and Stripe sync.",
-            path="/schema",
-            render_plugins=[JsonRenderPlugin(path="/openapi.json")],
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(
-                        type="http",
-                        scheme="bearer",
-                        description="An API key: admin, billing, read or app (rs_...)",
-                    )
-                }
-            ),
-            security=[{"bearer": []}],
-        ),
+        # The document is generated from the typed contract (gateway/api/contract).
+        openapi_config=None,
         debug=False,
         logging_config=None,
     )

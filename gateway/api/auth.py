@@ -23,7 +23,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from gateway.audit import Actor
 from gateway.container import Services
-from gateway.errors import AuthenticationRequired, InsufficientPermissions
+from gateway.errors import AuthenticationRequired, InsufficientPermissions, InvalidRequest
 from gateway.ids import new_id
 from gateway.services.keys import KeyKind, KeyService, Principal
 
@@ -84,11 +84,22 @@ def route_scope(handler: BaseRouteHandler, method: str, path: str) -> Scope | Li
     return "read" if method in ("GET", "HEAD") else "admin"
 
 
+def refuse_nul(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """No path or query value may hold a NUL: no id does, and PostgreSQL text cannot."""
+    for name, value in connection.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidRequest(f"{name} must not contain NUL characters.", param=name)
+    for name, value in connection.query_params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise InvalidRequest(f"{name} must not contain NUL characters.", param=name)
+
+
 async def auth_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     method = str(connection.scope.get("method", "GET"))
     scope = route_scope(handler, method, connection.url.path)
+    refuse_nul(connection)
     if scope == "public":
         return
     services: Services = connection.app.state.services

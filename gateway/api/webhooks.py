@@ -117,6 +117,8 @@ async def retry_event(request: Request[Any, Any, Any]) -> Response[bytes]:
     if unknown:
         raise InvalidRequest(f"Unknown parameter: {unknown[0]}.", param=unknown[0])
     endpoint_id = body.get("endpoint_id")
+    if endpoint_id is not None and (not isinstance(endpoint_id, str) or "\x00" in endpoint_id):
+        raise InvalidRequest("endpoint_id must be a webhook endpoint id.", param="endpoint_id")
     return json_response(await _webhooks(request).retry_event(event_id, endpoint_id))
 
 

@@ -106,3 +106,29 @@ async def test_an_external_id_cannot_be_another_customers_id(
         "/v1/customers", json={"external_id": "cus_123", "name": "n"}, headers=admin()
     )
     assert r.status_code == 201
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_server")())
+    return f"sqlite:///{tmp_path / 'ringside.db'}"
+
+
+@pytest.mark.parametrize(
+    ("url", "param"),
+    [
+        ("/v1/customers/a%00b", "customer_ref"),
+        ("/v1/plans/%00", "plan_ref"),
+        ("/v1/customers?starting_after=cus_%00", "starting_after"),
+        ("/v1/events?customer_id=%00", "customer_id"),
+        ("/v1/webhook_endpoints/whe_%00", "endpoint_id"),
+    ],
+)
+async def test_a_nul_in_a_path_or_query_value_is_a_400(
+    client: AsyncTestClient[Any], url: str, param: str
+) -> None:
+    """Found by schemathesis: PostgreSQL text cannot hold NUL, and the lookup was a 500."""
+    r = await client.get(url, headers=admin())
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
