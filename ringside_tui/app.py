@@ -45,6 +45,7 @@ from ringside_tui.screens.detail import CustomerDetailScreen
 from ringside_tui.screens.help import HelpScreen
 from ringside_tui.screens.keys import KeysView
 from ringside_tui.screens.overview import OverviewView
+from ringside_tui.screens.plans import PlansView
 from ringside_tui.screens.requests import RequestsView
 from ringside_tui.screens.stripe import StripeView
 from ringside_tui.screens.webhooks import WebhooksView
@@ -53,7 +54,9 @@ from ringside_tui.widgets.diff_table import DiffTable
 if TYPE_CHECKING:
     from gateway.wiring import Gateway
 
-TabView = OverviewView | CustomersView | RequestsView | KeysView | WebhooksView | StripeView
+TabView = (
+    OverviewView | CustomersView | RequestsView | KeysView | WebhooksView | StripeView | PlansView
+)
 
 
 def as_tab(value: str | None) -> TabName | None:
@@ -70,6 +73,7 @@ class Views:
     keys: KeysView
     webhooks: WebhooksView
     stripe: StripeView
+    plans: PlansView
 
     def by_tab(self) -> dict[TabName, TabView]:
         return {
@@ -79,6 +83,7 @@ class Views:
             "keys": self.keys,
             "webhooks": self.webhooks,
             "stripe": self.stripe,
+            "plans": self.plans,
         }
 
 
@@ -130,6 +135,7 @@ class RingsideApp(App[None]):
             keys=KeysView(backend, actions, admin_note),
             webhooks=WebhooksView(backend, actions),
             stripe=StripeView(backend, actions),
+            plans=PlansView(backend, actions),
         )
 
     @property
@@ -222,6 +228,8 @@ class RingsideApp(App[None]):
             return
         if "key.changed" in activity.kinds:
             self.post_message(KeysChanged())
+        if "plan.changed" in activity.kinds:
+            self._customers.note_all_changed()  # its customers' effective terms moved
         self._customers.note_changed(activity.customer_ids)
         target = self.refresh_target()
         if target is not None and target.interested(activity):

@@ -77,6 +77,7 @@ class Backend:
         self._loop = loop
         self._snapshots = services.snapshots
         self._customers = services.customers
+        self._plans = services.plans
         self._wallets = services.wallets
         self._keys = services.keys
         self._webhooks = services.webhooks
@@ -126,6 +127,14 @@ class Backend:
     async def customer_detail(self, customer_id: str) -> CustomerDetail:
         return await self.call(self._snapshots.customer_detail(customer_id))
 
+    async def plans(self) -> list[ApiDict]:
+        """Every plan with its customer count (a handful: read whole on each refresh)."""
+        return await self.call(self._plans.list_all())
+
+    async def rate_usage(self, customer_id: str) -> ApiDict:
+        """This minute's requests and tokens and the calls in flight, with the limits."""
+        return await self.call(self._customers.rate_usage(customer_id))
+
     async def keys(self) -> list[KeyRow]:
         return await self.call(self._snapshots.keys())
 
@@ -153,6 +162,15 @@ class Backend:
 
     async def archive_customer(self, ref: str) -> ApiDict:
         return await self.call(self._customers.archive(ref))
+
+    async def create_plan(self, body: ApiDict) -> ApiDict:
+        return await self.call(self._plans.create(body))
+
+    async def update_plan(self, ref: str, body: ApiDict) -> ApiDict:
+        return await self.call(self._plans.update(ref, body))
+
+    async def delete_plan(self, ref: str) -> ApiDict:
+        return await self.call(self._plans.delete(ref))
 
     async def topup(self, ref: str, body: ApiDict) -> ApiDict:
         stored = await self.call(self._wallets.topup(ref, body))

@@ -47,6 +47,7 @@ class RingsideCommands(Provider):
         commands: list[Command] = [
             ("Create customer", actions.new_customer, "Open the new-customer form"),
             ("Create app key", actions.create_key, "A new rs_ key for the proxy, shown once"),
+            ("Create plan", actions.new_plan, "Defaults for customers: budget, models, limits"),
             ("Stripe: sync now", actions.stripe_sync_now, "Push unsynced usage to Stripe now"),
             ("Help: keys and screens", self._help, "Every key binding"),
         ]
@@ -58,7 +59,11 @@ class RingsideCommands(Provider):
         if selected is not None:
             commands += [
                 ("Top up selected customer", partial(actions.open_topup, selected), ""),
-                ("Change limits of selected customer", partial(actions.open_limits, selected), ""),
+                (
+                    "Change limits or plan of selected customer",
+                    partial(actions.open_limits, selected),
+                    "",
+                ),
                 (
                     "Suspend / resume selected customer",
                     partial(actions.toggle_suspend, selected),

@@ -32,6 +32,11 @@ class CustomerCache:
         """Customers the bus named: the next load re-reads them."""
         self._changed.update(customer_ids)
 
+    def note_all_changed(self) -> None:
+        """A change no customer is named for (a plan's terms, for every customer on it):
+        the next load is a full read."""
+        self._stale = True
+
     def get(self, customer_id: str) -> CustomerRow | None:
         return self.rows.get(customer_id)
 

@@ -3,6 +3,9 @@
 A form checks what it can locally (required, numbers) for instant feedback, then calls
 the service; the service stays the authority, and its `ApiError` lands under the field
 it names (`param`), or at the bottom of the form.
+
+A field named `limits.requests_per_minute` fills `{"limits": {"requests_per_minute": …}}`;
+a `choice` field is a drop-down whose value "" means none (null).
 """
 
 from __future__ import annotations
@@ -16,24 +19,66 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from gateway.errors import ApiError
+from gateway.terms import LIMIT_NAMES, LimitName
 from ringside_tui.backend import GatewayUnavailable
 
-FieldKind = Literal["text", "usd", "decimal", "bool"]
+FieldKind = Literal["text", "usd", "decimal", "bool", "int", "list", "choice"]
+Choices = tuple[tuple[str, str], ...]  # (label, value); the value "" means none
+NONE_CHOICE = ""
 
 
 @dataclass(frozen=True)
 class Field:
-    name: str  # the service parameter it fills
+    name: str  # the service parameter it fills ("limits.max_concurrent": a nested one)
     label: str
     kind: FieldKind = "text"
     required: bool = False
     placeholder: str = ""
     initial: str | bool = ""
     aliases: tuple[str, ...] = ()  # other params the service may name for this field
+    choices: Choices = ()  # a `choice` field's options
+
+    @property
+    def widget_id(self) -> str:
+        return "field-" + self.name.replace(".", "-")
+
+    @property
+    def error_id(self) -> str:
+        return "error-" + self.name.replace(".", "-")
+
+    def names(self, param: str) -> bool:
+        """Whether the service's `param` is this field (`allowed_models[2]` is too)."""
+        return any(
+            param == name or param.startswith(f"{name}[") for name in (self.name, *self.aliases)
+        )
+
+
+def parse_int(text: str) -> int | None:
+    """'60', '100,000', '1_000' -> int; None when it is not a whole number."""
+    cleaned = text.strip().replace(",", "").replace("_", "")
+    try:
+        return int(cleaned)
+    except ValueError:
+        return None
+
+
+def parse_list(text: str) -> list[str]:
+    """'openai/*, anthropic/claude-*' -> ['openai/*', 'anthropic/claude-*']."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _put(body: dict[str, Any], name: str, value: Any) -> None:
+    """body["limits"]["max_concurrent"] = value, for the field `limits.max_concurrent`."""
+    *path, last = name.split(".")
+    target = body
+    for part in path:
+        target = target.setdefault(part, {})
+    target[last] = value
 
 
 def parse_number(text: str, *, usd: bool) -> Decimal | None:
@@ -92,6 +137,9 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         self.only_changed = only_changed
         self.form_id = form_id
         self.busy = False
+        self._shown_options: dict[str, list[tuple[str, str]]] = {
+            f.name: _options(f.choices, str(f.initial or "")) for f in fields if f.kind == "choice"
+        }
 
     def compose(self) -> ComposeResult:
         with Vertical(id=self.form_id, classes="form"):
@@ -102,17 +150,23 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
                 with Horizontal(classes="field-row"):
                     yield Label(f"{f.label}{' *' if f.required else ''}", classes="field-label")
                     if f.kind == "bool":
-                        yield FormCheckbox(
-                            "space toggles", value=bool(f.initial), id=f"field-{f.name}"
+                        yield FormCheckbox("space toggles", value=bool(f.initial), id=f.widget_id)
+                    elif f.kind == "choice":
+                        yield Select[str](
+                            _options(f.choices, str(f.initial or "")),
+                            value=str(f.initial or ""),
+                            allow_blank=False,
+                            compact=True,
+                            id=f.widget_id,
                         )
                     else:
                         yield Input(
                             value=str(f.initial or ""),
                             placeholder=f.placeholder,
-                            id=f"field-{f.name}",
+                            id=f.widget_id,
                             select_on_focus=False,
                         )
-                yield Static("", id=f"error-{f.name}", classes="field-error")
+                yield Static("", id=f.error_id, classes="field-error")
             yield Static("", id="form-error", classes="field-error")
             with Horizontal(classes="form-buttons"):
                 yield Button(self.submit_label, variant="primary", id="submit")
@@ -143,24 +197,62 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
     def action_previous_field(self) -> None:
         self.focus_previous()
 
+    def set_placeholder(self, name: str, placeholder: str) -> None:
+        """A text field's hint, changed after the form opened (what blank means)."""
+        field = next(f for f in self.fields if f.name == name)
+        if field.kind not in ("bool", "choice"):
+            self.query_one(f"#{field.widget_id}", Input).placeholder = placeholder
+
+    def set_choices(self, name: str, choices: Choices) -> None:
+        """New options for a `choice` field (loaded after the form opened); the one picked
+        stays picked while it is still offered."""
+        field = next(f for f in self.fields if f.name == name)
+        options = _options(choices, str(field.initial or ""))
+        if options == self._shown_options.get(name):
+            return
+        self._shown_options[name] = options
+        select = self.query_one(f"#{field.widget_id}", Select)
+        self._show_options(select, options, select.value)
+
+    def _show_options(
+        self, select: Select[str], options: list[tuple[str, str]], picked: object
+    ) -> None:
+        try:
+            select.set_options(options)
+        except NoMatches:
+            # The list came back before the drop-down finished composing: once more,
+            # after the next refresh.
+            self.call_after_refresh(self._show_options, select, options, picked)
+            return
+        if any(value == picked for _, value in options):
+            select.value = str(picked)
+
     # ------------------------------------------------------------------ values
     def collect(self) -> tuple[dict[str, Any], dict[str, str]]:
         body: dict[str, Any] = {}
         errors: dict[str, str] = {}
         for f in self.fields:
             if f.kind == "bool":
-                value: Any = self.query_one(f"#field-{f.name}", Checkbox).value
+                value: Any = self.query_one(f"#{f.widget_id}", Checkbox).value
                 if not self.only_changed or value != bool(f.initial):
-                    body[f.name] = value
+                    _put(body, f.name, value)
                 continue
-            text = self.query_one(f"#field-{f.name}", Input).value.strip()
+            if f.kind == "choice":
+                picked = self.query_one(f"#{f.widget_id}", Select).selection or NONE_CHOICE
+                if self.only_changed:
+                    if picked != str(f.initial or ""):
+                        _put(body, f.name, picked or None)
+                elif picked:
+                    _put(body, f.name, picked)
+                continue
+            text = self.query_one(f"#{f.widget_id}", Input).value.strip()
             if self.only_changed and text == str(f.initial or "").strip():
                 continue
             if not text:
                 if f.required:
                     errors[f.name] = f"{f.label} is required."
                 elif self.only_changed:
-                    body[f.name] = None
+                    _put(body, f.name, None)
                 continue
             if f.kind in ("usd", "decimal"):
                 number = parse_number(text, usd=f.kind == "usd")
@@ -171,9 +263,20 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
                 if number < 0:
                     errors[f.name] = f"{f.label} cannot be negative."
                     continue
-                body[f.name] = number
+                _put(body, f.name, number)
+            elif f.kind == "int":
+                whole = parse_int(text)
+                if whole is None:
+                    errors[f.name] = f"{f.label} must be a whole number, e.g. 60."
+                    continue
+                if whole < 1:
+                    errors[f.name] = f"{f.label} must be at least 1 (blank: no limit)."
+                    continue
+                _put(body, f.name, whole)
+            elif f.kind == "list":
+                _put(body, f.name, parse_list(text))
             else:
-                body[f.name] = text
+                _put(body, f.name, text)
         return body, errors
 
     def show_errors(self, errors: dict[str, str | None]) -> None:
@@ -183,23 +286,20 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
             box.display = False
         first: str | None = None
         for param, message in errors.items():
-            target = next(
-                (f for f in self.fields if param in (f.name, *f.aliases)),
-                None,
-            )
+            target = next((f for f in self.fields if param and f.names(param)), None)
             if target is None:
                 form_level.append(message or "")
                 continue
-            box = self.query_one(f"#error-{target.name}", Static)
+            box = self.query_one(f"#{target.error_id}", Static)
             box.update(message or "")
             box.display = True
-            first = first or target.name
+            first = first or target.widget_id
         if form_level:
             box = self.query_one("#form-error", Static)
             box.update("\n".join(form_level))
             box.display = True
         if first is not None:
-            self.query_one(f"#field-{first}").focus()
+            self.query_one(f"#{first}").focus()
 
     # ------------------------------------------------------------------ actions
     @on(Input.Submitted)
@@ -326,7 +426,45 @@ class KeyCreatedScreen(ModalScreen[None]):
 # ---------------------------------------------------------------------------- forms
 
 
-def customer_fields() -> list[Field]:
+def _options(choices: Choices, initial: str) -> list[tuple[str, str]]:
+    """The drop-down's options: "none" first, and the initial value even when it is not
+    among `choices` yet (the list loads after the form opens)."""
+    options = [("none", NONE_CHOICE)]
+    options += [(label, value) for label, value in choices if value != NONE_CHOICE]
+    if initial and all(value != initial for _, value in options):
+        options.append((initial, initial))
+    return options
+
+
+LIMIT_LABELS: dict[LimitName, tuple[str, str]] = {
+    "requests_per_minute": ("Requests / min", "calls a minute"),
+    "tokens_per_minute": ("Tokens / min", "tokens a minute"),
+    "max_concurrent": ("Max concurrent", "calls in flight at once"),
+}
+
+
+def limit_rate_fields(
+    initial: dict[str, str] | None = None, fallback: dict[str, str] | None = None
+) -> list[Field]:
+    """The three rate limits, as `limits.<name>` fields. `fallback` says what a blank
+    field means (the plan's value, for a customer on a plan)."""
+    out = []
+    for name in LIMIT_NAMES:
+        label, what = LIMIT_LABELS[name]
+        blank = (fallback or {}).get(name) or "no limit"
+        out.append(
+            Field(
+                f"limits.{name}",
+                label,
+                kind="int",
+                placeholder=f"{what}; blank = {blank}",
+                initial=(initial or {}).get(name, ""),
+            )
+        )
+    return out
+
+
+def customer_fields(plans: Choices = ()) -> list[Field]:
     return [
         Field("name", "Name", required=True, placeholder="Acme Corp"),
         Field("external_id", "External id", required=True, placeholder="the id your app uses"),
@@ -348,16 +486,29 @@ def customer_fields() -> list[Field]:
             placeholder="USD; wallet.low fires below it",
         ),
         Field("prepaid", "Prepaid wallet", kind="bool"),
+        Field("plan", "Plan", kind="choice", choices=plans),
     ]
 
 
-def limit_fields(budget: str, markup: str, threshold: str) -> list[Field]:
+def limit_fields(
+    budget: str,
+    markup: str,
+    threshold: str,
+    *,
+    plan: str = "",
+    plans: Choices = (),
+    limits: dict[str, str] | None = None,
+    fallback: dict[str, str] | None = None,
+) -> list[Field]:
+    """The edit form: money limits, the plan and the customer's own rate limits.
+    `fallback` says what each blank field means (a plan's value, or none)."""
+    fallback = fallback or {}
     return [
         Field(
             "monthly_budget_usd",
             "Monthly budget",
             kind="usd",
-            placeholder="USD of cost per month; blank = no cap",
+            placeholder=f"USD of cost per month; blank = {fallback.get('budget', 'no cap')}",
             initial=budget,
             aliases=("budget_usd",),
         ),
@@ -365,16 +516,64 @@ def limit_fields(budget: str, markup: str, threshold: str) -> list[Field]:
             "markup",
             "Markup",
             kind="decimal",
-            placeholder="price = cost x markup; blank = default",
+            placeholder=f"price = cost x markup; blank = {fallback.get('markup', 'default')}",
             initial=markup,
         ),
         Field(
             "low_balance_threshold_usd",
             "Low-balance alert",
             kind="usd",
-            placeholder="USD; blank = none",
+            placeholder=f"USD; blank = {fallback.get('threshold', 'none')}",
             initial=threshold,
         ),
+        Field("plan", "Plan", kind="choice", choices=plans, initial=plan),
+        *limit_rate_fields(limits, fallback),
+    ]
+
+
+def plan_fields(
+    initial: dict[str, Any] | None = None, limits: dict[str, str] | None = None
+) -> list[Field]:
+    """A plan's form; `initial` holds the current values as the fields show them."""
+    values = initial or {}
+    return [
+        Field("name", "Name", required=True, placeholder="Pro", initial=values.get("name", "")),
+        Field(
+            "external_id",
+            "External id",
+            placeholder="the id your app uses (optional)",
+            initial=values.get("external_id", ""),
+        ),
+        Field(
+            "monthly_budget_usd",
+            "Monthly budget",
+            kind="usd",
+            placeholder="USD of cost per month; blank = no cap",
+            initial=values.get("monthly_budget_usd", ""),
+        ),
+        Field(
+            "markup",
+            "Markup",
+            kind="decimal",
+            placeholder="price = cost x markup; blank = default",
+            initial=values.get("markup", ""),
+        ),
+        Field(
+            "low_balance_threshold_usd",
+            "Low-balance alert",
+            kind="usd",
+            placeholder="USD; wallet.low fires below it",
+            initial=values.get("low_balance_threshold_usd", ""),
+        ),
+        Field("prepaid", "Prepaid wallet", kind="bool", initial=bool(values.get("prepaid"))),
+        Field(
+            "allowed_models",
+            "Allowed models",
+            kind="list",
+            placeholder="openai/*, anthropic/claude-*; blank = all",
+            initial=values.get("allowed_models", ""),
+        ),
+        *limit_rate_fields(limits),
     ]
 
 

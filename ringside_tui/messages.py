@@ -11,8 +11,9 @@ from typing import Literal
 
 from textual.message import Message
 
-TabName = Literal["overview", "customers", "requests", "keys", "webhooks", "stripe"]
-# Tab order: the key that shows each tab is its position (1 … 6).
+TabName = Literal["overview", "customers", "requests", "keys", "webhooks", "stripe", "plans"]
+# Tab order: the key that shows each tab is its position (1 … 7). Plans came last, so the
+# keys of the tabs before it stayed the same.
 TAB_LABELS: dict[TabName, str] = {
     "overview": "Overview",
     "customers": "Customers",
@@ -20,6 +21,7 @@ TAB_LABELS: dict[TabName, str] = {
     "keys": "Keys",
     "webhooks": "Webhooks",
     "stripe": "Stripe",
+    "plans": "Plans",
 }
 
 

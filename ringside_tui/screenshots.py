@@ -4,8 +4,9 @@
 
 A throwaway data directory, the embedded gateway on a free port, the demo's seeded
 customers and simulated traffic (offline, mock provider), plus two webhook endpoints
-(one answering, one refusing) so the Webhooks tab has something to show. Then the app
-runs headless (`run_test(size=...)`) and each screen is saved once it has refreshed.
+(one answering, one refusing) so the Webhooks tab has something to show, and two plans
+(one with a tight rate limit, so the Overview counts 429s). Then the app runs headless
+(`run_test(size=...)`) and each screen is saved once it has refreshed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,53 @@ from ringside_tui.screens.detail import CustomerDetailScreen
 
 T = TypeVar("T")
 SIZE = (120, 36)
-SCREENS = ("overview", "customers", "customer_detail", "requests", "keys", "webhooks")
+SCREENS = (
+    "overview",
+    "customers",
+    "customer_detail",
+    "requests",
+    "keys",
+    "webhooks",
+    "stripe",
+    "plans",
+    "topup_form",
+    "new_customer_form",
+    "help",
+)
+# Plans for the shots: (plan, customers put on it). Pied Piper sends a call every few
+# seconds of the demo's traffic, over Starter's 6 a minute: the Overview shows its 429s.
+PLANS: tuple[tuple[dict[str, Any], tuple[str, ...]], ...] = (
+    (
+        {
+            "name": "Pro",
+            "external_id": "pro",
+            "monthly_budget_usd": Decimal(500),
+            "markup": Decimal("1.4"),
+            "allowed_models": ["mock/*"],
+            "limits": {"requests_per_minute": 600, "max_concurrent": 8},
+        },
+        ("acme", "globex"),
+    ),
+    (
+        {
+            "name": "Starter",
+            "external_id": "starter",
+            "monthly_budget_usd": Decimal(20),
+            "limits": {"requests_per_minute": 6, "tokens_per_minute": 40_000},
+        },
+        ("piedpiper",),
+    ),
+    (
+        {
+            "name": "Enterprise",
+            "external_id": "enterprise",
+            "markup": Decimal("1.25"),
+            "prepaid": True,
+            "low_balance_threshold_usd": Decimal(100),
+        },
+        (),
+    ),
+)
 
 
 def _free_port() -> int:
@@ -109,6 +156,13 @@ async def capture(out: Path, warmup_s: float = 8.0) -> list[Path]:
         traffic.start()
         try:
             await asyncio.to_thread(traffic.ready.wait, 60)
+            for plan, members in PLANS:
+                await _on_gateway(rt, gw.services.plans.create(plan))
+                for external_id in members:
+                    await _on_gateway(
+                        rt,
+                        gw.services.customers.update(external_id, {"plan": plan["external_id"]}),
+                    )
             # A top-up so the wallet history and the webhook outbox have something in them.
             await _on_gateway(
                 rt,
@@ -151,6 +205,15 @@ async def capture(out: Path, warmup_s: float = 8.0) -> list[Path]:
                 await pilot.press("6")
                 await _settle(app, pilot)
                 save("stripe")
+                await pilot.press("7")
+                await _settle(app, pilot)
+                # Pro selected: its customers, limits and models in the box below.
+                plans = app.views.plans
+                pro = next((k for k, p in plans.rows.items() if p.name == "Pro"), None)
+                if pro is not None:
+                    plans.table.move_cursor(row=plans.table.get_row_index(pro))
+                    await _settle(app, pilot, 1)
+                save("plans")
                 await pilot.press("2")
                 await _settle(app, pilot)
                 hooli = next(c for c in app.customers.rows.values() if c.external_id == "hooli")

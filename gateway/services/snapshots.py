@@ -5,7 +5,7 @@ and runs on the database's reader threads through `gw.db.read(fn, ...)`, like th
 services. The dashboard only formats what comes back.
 
 The customers snapshot is built for 10,000+ customers refreshed every second: one
-grouped query joins customers, this month's budget row and the wallet, and the
+grouped query joins customers, their plan, this month's budget row and the wallet, and the
 month-to-date usage comes from the daily rollups, where the closed days of the month
 are summed once and cached per day (yesterday is re-read every minute for late
 settlements, older days every ten, one per refresh) and only today's rows are summed on
@@ -15,6 +15,7 @@ PostgreSQL (bench/RESULTS.md, "big ledger").
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +31,13 @@ from gateway.db.models import (
     ApiKey,
     BudgetPeriod,
     Customer,
+    Plan,
     RequestLog,
     UsageDaily,
     Wallet,
     WalletTransaction,
 )
+from gateway.terms import RateLimits, Terms, resolve_terms
 
 # Closed days are re-aggregated at most this often, so a settlement that lands just
 # after midnight (a long stream started yesterday) still shows up within a minute.
@@ -52,7 +55,12 @@ TAIL_LIMIT = 200
 
 @dataclass(frozen=True, slots=True)
 class CustomerRow:
-    """One customer with its month-to-date money, as the customers table shows it."""
+    """One customer with its month-to-date money, as the customers table shows it.
+
+    `prepaid`, `budget_nanos`, `markup` and `threshold_nanos` are the effective terms
+    (the customer's own value, else its plan's: `gateway.terms.resolve_terms`); the
+    `own_*` fields are the customer's own settings, what an edit form starts from.
+    """
 
     id: str
     external_id: str
@@ -72,6 +80,12 @@ class CustomerRow:
     mtd_requests: int
     mtd_cost_nanos: int
     mtd_price_nanos: int
+    plan_id: str | None = None
+    plan_name: str | None = None
+    own_budget_nanos: int | None = None
+    own_markup: str | None = None
+    own_threshold_nanos: int | None = None
+    own_limits: RateLimits = field(default_factory=RateLimits)
 
     @property
     def margin_nanos(self) -> int:
@@ -171,7 +185,13 @@ class Series:
     spend_per_min_nanos: list[int]  # price billed per minute, oldest first
     last_minute_requests: int
     last_minute_errors: int  # upstream errors and cut streams
-    last_minute_refused: int  # 402/403 refusals
+    last_minute_refused: int  # refusals: 402 (money), 403 (model, status), 429 (rate limits)
+    # The same refusals by HTTP status, ((status, count), ...) in status order.
+    last_minute_refused_by_status: tuple[tuple[int, int], ...] = ()
+
+    def refused_with(self, http_status: int) -> int:
+        """Refusals with this HTTP status in the last minute."""
+        return sum(n for status, n in self.last_minute_refused_by_status if status == http_status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +306,7 @@ class CustomerDetail:
     by_day: list[UsageLine]
     requests: list[RequestRow]
     transactions: list[TransactionRow]
+    terms: Terms | None = None  # the effective terms, with their sources and plan
 
 
 # ---------------------------------------------------------------------------- reader
@@ -353,6 +374,19 @@ class _ClosedDays:
     rebuild: dict[str, tuple[int, _Sums]] = field(default_factory=dict)
     days: dict[str, tuple[int, _Sums]] = field(default_factory=dict)  # day -> (read at, sums)
     sums: _Sums = field(default_factory=_Sums)  # base + days
+
+
+_NO_LIMITS = RateLimits()
+
+
+def _limits(stored: str | None) -> RateLimits:
+    """A customer's own rate limits from the raw JSON column (most customers have none)."""
+    if stored is None:
+        return _NO_LIMITS
+    try:
+        return RateLimits.from_json(json.loads(stored))
+    except ValueError:
+        return _NO_LIMITS
 
 
 def _tuples(query: Any) -> list[tuple[Any, ...]]:
@@ -540,7 +574,7 @@ class SnapshotReader:
         closed = self._closed_days(now, wanted)
         today, today_totals = self._today(now, wanted)
         period = month_of(now)
-        C, B, W = Customer, BudgetPeriod, Wallet
+        C, B, W, P = Customer, BudgetPeriod, Wallet, Plan
         query = (
             C.select(
                 C.id,
@@ -549,19 +583,29 @@ class SnapshotReader:
                 C.email,
                 C.status,
                 C.prepaid,
+                C.prepaid_own,
                 C.monthly_budget_nanos,
                 C.markup,
                 C.low_balance_threshold_nanos,
+                C.limits,
                 B.spent_nanos,
                 B.held_nanos,
                 B.exceeded,
                 W.balance_nanos,
                 W.held_nanos,
                 W.empty_armed,
+                P.id,
+                P.name,
+                P.prepaid,
+                P.monthly_budget_nanos,
+                P.markup,
+                P.low_balance_threshold_nanos,
             )
             .join(B, pw.JOIN.LEFT_OUTER, on=((B.customer_id == C.id) & (B.period == period)))
             .switch(C)
             .join(W, pw.JOIN.LEFT_OUTER, on=(W.customer_id == C.id))
+            .switch(C)
+            .join(P, pw.JOIN.LEFT_OUTER, on=(P.id == C.plan_id))
             # A stable order, so equal sort keys in the dashboard never shuffle.
             .order_by(C.name, C.id)
         )
@@ -577,21 +621,41 @@ class SnapshotReader:
             name,
             email,
             status,
-            prepaid,
-            budget,
-            markup,
-            threshold,
+            own_prepaid,
+            prepaid_own,
+            own_budget,
+            own_markup,
+            own_threshold,
+            own_limits,
             spent,
             held,
             exceeded,
             balance,
             wheld,
             empty_armed,
+            plan_id,
+            plan_name,
+            plan_prepaid,
+            plan_budget,
+            plan_markup,
+            plan_threshold,
         ) in _fetch(query):
             a = closed_per.get(cid, zero)
             b = today.get(cid, zero)
             if wanted is not None and a is not zero:
                 month_totals = month_totals + Totals(a[0], 0, 0, a[1], a[2])
+            # The effective terms, by `resolve_terms`' rules (the customer's own value,
+            # else its plan's), inline: this runs for every customer on each full read.
+            prepaid = bool(own_prepaid) if prepaid_own else None
+            if plan_id is None:
+                budget, markup, threshold = own_budget, own_markup, own_threshold
+            else:
+                budget = own_budget if own_budget is not None else plan_budget
+                markup = own_markup if own_markup is not None else plan_markup
+                threshold = own_threshold if own_threshold is not None else plan_threshold
+                if prepaid is None and plan_prepaid is not None:
+                    prepaid = bool(plan_prepaid)
+            prepaid = bool(prepaid)
             out.append(
                 CustomerRow(
                     id=cid,
@@ -599,7 +663,7 @@ class SnapshotReader:
                     name=name,
                     email=email,
                     status=status,
-                    prepaid=bool(prepaid),
+                    prepaid=prepaid,
                     budget_nanos=budget,
                     markup=markup,
                     threshold_nanos=threshold,
@@ -612,6 +676,12 @@ class SnapshotReader:
                     mtd_requests=a[0] + b[0],
                     mtd_cost_nanos=a[1] + b[1],
                     mtd_price_nanos=a[2] + b[2],
+                    plan_id=plan_id,
+                    plan_name=plan_name,
+                    own_budget_nanos=own_budget,
+                    own_markup=own_markup,
+                    own_threshold_nanos=own_threshold,
+                    own_limits=_NO_LIMITS if own_limits is None else _limits(own_limits),
                 )
             )
         if wanted is None:
@@ -638,16 +708,18 @@ class SnapshotReader:
             R.select(
                 second.alias("s"),
                 R.status,
+                R.http_status,
                 pw.fn.COUNT(R.id),
                 pw.fn.SUM(R.price_nanos),
             )
             .where(R.created_ms >= since_ms)
-            .group_by(second, R.status)
+            .group_by(second, R.status, R.http_status)
         )
         per_s = [0] * SERIES_SECONDS
         per_min = [0] * SERIES_MINUTES
         last_req = last_err = last_ref = 0
-        for s, status, count, price in _tuples(rows):
+        refused_by: dict[int, int] = {}
+        for s, status, http_status, count, price in _tuples(rows):
             s = int(s)
             count = int(count or 0)
             age_s = now_s - s
@@ -656,6 +728,8 @@ class SnapshotReader:
                     per_s[SERIES_SECONDS - 1 - age_s] += count
                 if status == "refused":
                     last_ref += count
+                    code = int(http_status or 0)
+                    refused_by[code] = refused_by.get(code, 0) + count
                 elif status in ("error", "cut"):
                     last_err += count
                     last_req += count
@@ -664,7 +738,9 @@ class SnapshotReader:
             age_m = now_min - s // 60
             if 0 <= age_m < SERIES_MINUTES:
                 per_min[SERIES_MINUTES - 1 - age_m] += int(price or 0)
-        return Series(per_s, per_min, last_req, last_err, last_ref)
+        return Series(
+            per_s, per_min, last_req, last_err, last_ref, tuple(sorted(refused_by.items()))
+        )
 
     def overview(self, now: datetime) -> Overview:
         customers, today, month = self.customers(now)
@@ -733,6 +809,7 @@ class SnapshotReader:
 
             raise CustomerNotFound(f"No customer with id '{customer_id}'.", param="id")
         c = Customer.get_by_id(customer_id)
+        plan = Plan.get_or_none(Plan.id == c.plan_id) if c.plan_id else None
         U = UsageDaily
         first_day = min(_month_start(now), (now - timedelta(days=days - 1)).strftime("%Y-%m-%d"))
 
@@ -781,6 +858,7 @@ class SnapshotReader:
             by_day=by_day,
             requests=self.requests(50, customer_id=customer_id),
             transactions=txns,
+            terms=resolve_terms(c, plan),
         )
 
     # ------------------------------------------------------------------ keys

@@ -21,12 +21,13 @@ if TYPE_CHECKING:
     from ringside_tui.customer_cache import CustomerCache
 
 CUSTOMER_COLUMNS = [
-    Column("name", "Name", 18),
-    Column("external_id", "External id", 13),
+    Column("name", "Name", 15),
+    Column("external_id", "External id", 11),
+    Column("plan", "Plan", 9),
     Column("cost", "MTD cost", 10),
     Column("price", "MTD price", 10),
     Column("margin", "Margin", 10),
-    Column("budget", "Budget use", 13),
+    Column("budget", "Budget use", 11),
     Column("wallet", "Wallet", 10),
     Column("status", "Status", 12),
 ]
@@ -36,10 +37,11 @@ def customer_cells(c: CustomerRow, warning_share: Decimal = Decimal("0.8")) -> l
     return [
         cells.cell(c.name, c.name.lower(), style="dim" if c.status == "archived" else ""),
         cells.cell(c.external_id, c.external_id.lower()),
+        cells.cell(c.plan_name or "", (c.plan_name or "").lower()),
         cells.money(c.mtd_cost_nanos),
         cells.money(c.mtd_price_nanos),
         cells.margin(c.margin_nanos),
-        cells.budget_bar(c.budget_share),
+        cells.budget_bar(c.budget_share, width=6),
         cells.money(c.wallet_nanos),
         cells.badge(c.state(warning_share)),
     ]
@@ -48,7 +50,10 @@ def customer_cells(c: CustomerRow, warning_share: Decimal = Decimal("0.8")) -> l
 def matches(c: CustomerRow, needle: str, warning_share: Decimal) -> bool:
     if not needle:
         return True
-    hay = f"{c.name}\n{c.external_id}\n{c.email or ''}\n{c.id}\n{c.state(warning_share)}"
+    hay = (
+        f"{c.name}\n{c.external_id}\n{c.email or ''}\n{c.id}\n{c.state(warning_share)}"
+        f"\n{c.plan_name or ''}"
+    )
     return needle in hay.lower()
 
 
@@ -81,7 +86,7 @@ class CustomersView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Input(
-            placeholder="/ filter: name, external id, email or status (escape clears)",
+            placeholder="/ filter: name, external id, email, plan or status (escape clears)",
             id="customer-filter",
         )
         yield DiffTable[CustomerRow](
@@ -118,7 +123,7 @@ class CustomersView(Vertical):
         filtered = f" · {len(shown):,} match '{needle}'" if needle else ""
         self.query_one("#customers-summary", Static).update(
             f"{len(self.rows):,} customers{filtered} · sorted by {col} {direction} · "
-            "enter details · n new · t top up · e limits · s suspend · a archive"
+            "enter details · n new · t top up · e limits & plan · s suspend · a archive"
         )
         return len(shown)
 

@@ -1,7 +1,10 @@
-"""Customer detail: limits, usage by model and by day, recent requests, wallet history."""
+"""Customer detail: terms and plan, live rate-limit use, usage by model and by day, recent
+requests, wallet history."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from gateway.services.snapshots import CustomerDetail, RequestRow, TransactionRow, UsageLine
+from gateway.terms import LimitName, Terms
 from ringside_tui.messages import ViewInvalidated
 from ringside_tui.screens.requests import request_cells
 from ringside_tui.widgets import cells
@@ -19,7 +23,7 @@ from ringside_tui.widgets.diff_table import Column, DiffTable
 
 if TYPE_CHECKING:
     from ringside_tui.actions import DashboardActions
-    from ringside_tui.backend import Backend
+    from ringside_tui.backend import ApiDict, Backend
     from ringside_tui.bridge import Activity
 
 USAGE_COLUMNS = [
@@ -82,13 +86,74 @@ def txn_cells(t: TransactionRow) -> list[Any]:
     ]
 
 
-def describe(d: CustomerDetail, warning_share: Decimal) -> str:
+@dataclass(frozen=True)
+class DetailData:
+    """One refresh of the detail screen: the snapshot, and this minute's rate-limit use
+    (`services.customers.rate_usage`)."""
+
+    detail: CustomerDetail
+    rate: ApiDict
+
+
+SOURCE_TAGS = {"customer": "own", "plan": "plan"}
+
+
+def _source(terms: Terms | None, name: str) -> str:
+    """' [dim](plan)[/dim]' for a value the plan sets, '(own)' for the customer's own."""
+    tag = SOURCE_TAGS.get(terms.sources.get(name, "default")) if terms is not None else None
+    return f" [dim]({tag})[/dim]" if tag else ""
+
+
+def _against(used: int, terms: Terms | None, limit: LimitName, unit: str) -> str:
+    """'3 / 60 requests (plan)', or '3 requests (no limit)'."""
+    cap = terms.limits.get(limit) if terms is not None else None
+    if cap is None:
+        return f"{used:,} {unit} [dim](no limit)[/dim]"
+    style = "bold red" if used >= cap else "bold #ff8700" if used * 5 >= cap * 4 else "bold"
+    return f"[{style}]{used:,}[/] / {cap:,} {unit}{_source(terms, f'limits.{limit}')}"
+
+
+def describe_terms(d: CustomerDetail, rate: ApiDict | None) -> str:
+    """The plan, the model allow-list and the rate limits, each with where it comes from,
+    and this minute's use against the limits."""
+    t = d.terms
+    plan = f"[b]{t.plan_name}[/b] ({t.plan_id})" if t is not None and t.plan_name else "none"
+    models = t.allowed_models if t is not None else None
+    allowed = "all models" if models is None else ", ".join(models) or "no models"
+    lines = [f"Plan: {plan} · models: {allowed}{_source(t, 'allowed_models')}"]
+    if rate is not None:
+        lines.append(
+            "Now: "
+            + " · ".join(
+                (
+                    _against(int(rate.get("in_flight") or 0), t, "max_concurrent", "in flight"),
+                    _against(
+                        int(rate.get("requests_this_minute") or 0),
+                        t,
+                        "requests_per_minute",
+                        "requests/min",
+                    ),
+                    _against(
+                        int(rate.get("tokens_this_minute") or 0),
+                        t,
+                        "tokens_per_minute",
+                        "tokens/min",
+                    ),
+                )
+            )
+        )
+    return "\n".join(lines)
+
+
+def describe(d: CustomerDetail, warning_share: Decimal, rate: ApiDict | None = None) -> str:
     c = d.customer
+    t = d.terms
     state = c.state(warning_share)
     style = cells.BADGE_STYLES.get(state, "")
     budget = (
         f"{cells.usd_text(c.spent_nanos)} of {cells.usd_text(c.budget_nanos)} "
         f"({(c.budget_share or 0) * 100:.1f}%) · held {cells.usd_text(c.held_nanos)}"
+        f"{_source(t, 'monthly_budget_usd')}"
         if c.budget_nanos is not None
         else "no monthly cap"
     )
@@ -102,11 +167,14 @@ def describe(d: CustomerDetail, warning_share: Decimal) -> str:
         f"[b]{c.name}[/b]  [{style}]{state}[/]\n"
         f"id {c.id} · external id {c.external_id} · {c.email or 'no email'}\n"
         f"Budget this month: {budget}\n"
-        f"Wallet: {wallet} · low-balance threshold {threshold} · "
-        f"markup {c.markup or 'global default'}\n"
+        f"Wallet: {wallet} · low-balance threshold {threshold}"
+        f"{_source(t, 'low_balance_threshold_usd')} · "
+        f"markup {c.markup or 'global default'}{_source(t, 'markup')}\n"
         f"Month to date: {c.mtd_requests:,} requests · cost {cells.usd_text(c.mtd_cost_nanos)} · "
         f"price {cells.usd_text(c.mtd_price_nanos)} · margin {cells.usd_text(c.margin_nanos)}"
         + (f" · Stripe {d.stripe_customer_id}" if d.stripe_customer_id else "")
+        + "\n"
+        + describe_terms(d, rate)
     )
 
 
@@ -127,6 +195,7 @@ class CustomerDetailScreen(Screen[None]):
         self.backend = backend
         self.actions = actions
         self.detail: CustomerDetail | None = None
+        self.rate: ApiDict | None = None
         self.warning_share: Decimal = backend.warning_share
 
     def compose(self) -> ComposeResult:
@@ -163,12 +232,17 @@ class CustomerDetailScreen(Screen[None]):
     def interested(self, activity: Activity) -> bool:
         return self.customer_id in activity.customer_ids
 
-    async def load(self) -> CustomerDetail:
-        return await self.backend.customer_detail(self.customer_id)
+    async def load(self) -> DetailData:
+        detail, rate = await asyncio.gather(
+            self.backend.customer_detail(self.customer_id),
+            self.backend.rate_usage(self.customer_id),
+        )
+        return DetailData(detail, rate)
 
-    def apply(self, d: CustomerDetail) -> int:
-        self.detail = d
-        self.query_one("#detail-header", Static).update(describe(d, self.warning_share))
+    def apply(self, data: DetailData) -> int:
+        d = self.detail = data.detail
+        self.rate = data.rate
+        self.query_one("#detail-header", Static).update(describe(d, self.warning_share, data.rate))
         self.query_one("#by-model-table", DiffTable).sync(
             {u.key: u for u in d.by_model}, usage_cells
         )

@@ -12,10 +12,10 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     (
         "Everywhere",
         [
-            ("1 … 6", "Overview, Customers, Requests, Keys, Webhooks, Stripe"),
+            ("1 … 7", "Overview, Customers, Requests, Keys, Webhooks, Stripe, Plans"),
             ("tab / shift+tab", "move focus (the mouse works too)"),
             ("ctrl+p", "command palette: every action, and jump to a customer"),
-            ("n", "new customer (on Keys: new app key)"),
+            ("n", "new customer (on Keys: new app key; on Plans: new plan)"),
             ("? / f1", "this help"),
             ("q / ctrl+q", "quit (stops the gateway cleanly)"),
         ],
@@ -23,10 +23,10 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     (
         "Customers",
         [
-            ("/", "filter as you type (name, external id, email, status); esc clears"),
+            ("/", "filter as you type (name, external id, email, plan, status); esc clears"),
             ("enter", "customer detail"),
             ("t", "top up the wallet"),
-            ("e", "change budget / markup / low-balance threshold"),
+            ("e", "change budget / markup / threshold, plan and own rate limits"),
             ("s", "suspend or resume"),
             ("a", "archive (irreversible; the ledger stays)"),
             ("o", "sort by the next column (or click a header; again reverses)"),
@@ -48,11 +48,20 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ),
     ("Stripe", [("y", "sync now")]),
     (
+        "Plans",
+        [
+            ("n", "create a plan"),
+            ("e / enter", "edit the selected plan"),
+            ("d", "delete the selected plan (refused while customers are on it)"),
+        ],
+    ),
+    (
         "Forms",
         [
             ("tab", "next field"),
             ("enter / ctrl+s", "save"),
             ("escape", "cancel"),
+            ("enter / space", "on a drop-down (Plan): open it, pick with the arrows"),
             ("", "amounts are USD (25, 12.50); a blank limit means none"),
         ],
     ),

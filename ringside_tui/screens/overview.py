@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline, Static
 
-from gateway.services.snapshots import CustomerRow, Overview, Totals
+from gateway.services.snapshots import CustomerRow, Overview, Series, Totals
 from ringside_tui.widgets import cells
 from ringside_tui.widgets.diff_table import Column, DiffTable
 
@@ -52,6 +52,15 @@ def _totals_cells(label: str, t: Totals) -> list[Any]:
     ]
 
 
+def refused_text(s: Series) -> str:
+    """Last minute's refusals by status: 402 (money) and 429 (rate limits), and 403 (models,
+    suspended customers) when there were any."""
+    parts = [f"402 [b]{s.refused_with(402)}[/b]", f"429 [b]{s.refused_with(429)}[/b]"]
+    if forbidden := s.refused_with(403):
+        parts.append(f"403 [b]{forbidden}[/b]")
+    return "refused [dim](last min)[/dim]: " + " · ".join(parts)
+
+
 class OverviewView(Vertical):
     view_name = "overview"
 
@@ -71,6 +80,7 @@ class OverviewView(Vertical):
             with Vertical(classes="spark-box"):
                 yield Label("Requests/s · 60 s", id="rps-label", classes="spark-title")
                 yield Sparkline([], id="rps-spark")
+                yield Static("", id="refused-label", classes="spark-note")
             with Vertical(classes="spark-box"):
                 yield Label("Spend/min · 30 min", id="spend-label", classes="spark-title")
                 yield Sparkline([], id="spend-spark")
@@ -108,6 +118,7 @@ class OverviewView(Vertical):
             f"[red]{s.last_minute_errors} err[/red] · "
             f"[#ff8700]{s.last_minute_refused} refused[/]"
         )
+        self.query_one("#refused-label", Static).update(refused_text(s))
         self.query_one("#spend-label", Label).update(
             f"Spend/min [dim](30 min)[/dim] [b]{cells.usd_text(s.spend_per_min_nanos[-1])}[/b] · "
             f"{cells.usd_text(sum(s.spend_per_min_nanos))} total"

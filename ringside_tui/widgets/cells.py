@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+import msgspec
 from rich.console import JustifyMethod
 from rich.text import Text
 
-from gateway.ledger import nanos_to_decimal
+from gateway.ledger import nanos_to_decimal, usd_to_nanos
 
 BADGE_STYLES = {
     "active": "bold green",
@@ -116,6 +117,24 @@ def usd_text(nanos: int | None, *, places: int = 2) -> str:
     return f"{sign}${abs(q):,.{places}f}"
 
 
+def api_text(value: Any) -> str:
+    """A service value as text: exact money (msgspec.Raw) as '12.5', lists comma-separated,
+    None blank."""
+    if value is None:
+        return ""
+    if isinstance(value, msgspec.Raw):
+        return bytes(value).decode()
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def api_nanos(value: Any) -> int | None:
+    """A service's USD amount (msgspec.Raw, Decimal or text) in nanos; None for null."""
+    text = api_text(value)
+    return usd_to_nanos(text) if text else None
+
+
 def money(nanos: int | None, *, places: int = 2, style: str = "") -> Cell:
     return cell(usd_text(nanos, places=places), nanos, style=style, justify="right")
 
@@ -178,6 +197,9 @@ def budget_bar(share: float | None, *, width: int = 8) -> Cell:
 SHORT_CODES = {
     "customer_budget_exceeded": "over budget",
     "customer_wallet_empty": "wallet empty",
+    "customer_rate_limited": "rate limit",
+    "key_rate_limited": "key rate limit",
+    "model_not_allowed": "model not allowed",
     "upstream_error": "upstream",
     "upstream_rate_limited": "rate limited",
     "upstream_timeout": "timeout",

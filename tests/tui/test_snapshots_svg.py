@@ -41,7 +41,7 @@ NOW = datetime(2026, 4, 15, 12, 30, 0, tzinfo=UTC)
 UPDATE = os.environ.get("RINGSIDE_UPDATE_SNAPSHOTS") == "1"
 
 _NORMALISE = [
-    (re.compile(r"\b(cus|req|key|txn|evt|whe|srun|hold)_[0-9a-z]{6,}"), r"\1_ID"),
+    (re.compile(r"\b(cus|req|key|txn|evt|whe|srun|hold|plan)_[0-9a-z]{6,}"), r"\1_ID"),
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT"),
     (re.compile(r"rs_[A-Za-z0-9_-]{4}…"), "rs_KEY…"),
     (re.compile(r"terminal-\d+"), "terminal-N"),
@@ -142,13 +142,38 @@ def frozen(tmp_path: Path) -> Iterator[tuple[Runtime, dict[str, str]]]:
 
     async def seed() -> dict[str, str]:
         ids = {}
+        plans = services(rt).plans
+        await call(
+            rt,
+            plans.create(
+                {
+                    "name": "Pro",
+                    "external_id": "pro",
+                    "monthly_budget_usd": Decimal(500),
+                    "markup": Decimal("1.4"),
+                    "allowed_models": ["mock/*", "openai/gpt-4o-mini"],
+                    "limits": {"requests_per_minute": 600, "max_concurrent": 8},
+                }
+            ),
+        )
+        await call(
+            rt,
+            plans.create(
+                {
+                    "name": "Starter",
+                    "external_id": "starter",
+                    "monthly_budget_usd": Decimal(20),
+                    "limits": {"requests_per_minute": 30, "tokens_per_minute": 50_000},
+                }
+            ),
+        )
         specs: list[tuple[str, str, dict[str, Any]]] = [
-            ("acme", "Acme Corp", {"monthly_budget_usd": Decimal(500), "markup": Decimal("1.3")}),
+            ("acme", "Acme Corp", {"plan": "pro", "markup": Decimal("1.3")}),
             ("globex", "Globex", {"monthly_budget_usd": Decimal(250), "markup": Decimal("1.45")}),
             ("initech", "Initech", {"monthly_budget_usd": Decimal(50)}),
             ("umbrella", "Umbrella Labs", {"prepaid": True, "low_balance_threshold_usd": 10}),
             ("hooli", "Hooli", {"prepaid": True, "low_balance_threshold_usd": Decimal(25)}),
-            ("stark", "Stark Industries", {}),
+            ("stark", "Stark Industries", {"plan": "starter"}),
         ]
         for ext, name, body in specs:
             ids[ext] = (await make_customer(rt, ext, name, **body))["id"]
@@ -222,6 +247,9 @@ async def test_snapshot_main_screens(frozen: tuple[Runtime, dict[str, str]]) -> 
         await pilot.press("4")
         await settle(app, pilot)
         check(app, "keys")
+        await pilot.press("7")
+        await settle(app, pilot)
+        check(app, "plans")
 
 
 async def test_snapshot_detail_form_and_help(frozen: tuple[Runtime, dict[str, str]]) -> None:
@@ -247,4 +275,5 @@ async def test_snapshot_detail_form_and_help(frozen: tuple[Runtime, dict[str, st
 def test_normalise_hides_only_volatile_parts() -> None:
     text = "cus_0abcdefghijklmnopqrstuvwx on 127.0.0.1:8787 terminal-123 2026-04-15 12:30"
     assert normalise(text) == "cus_ID on 127.0.0.1:PORT terminal-N DATE TIME"
+    assert normalise(new_id("plan")) == "plan_ID"
     assert normalise(new_id("req")) == "req_ID"
