@@ -2,7 +2,9 @@
 
 Usage is deterministic: prompt tokens = characters of the user text; completion tokens
 = min(max_tokens, PREFERRED) unless the text says `[tokens=N]`. `[sleep=S]` delays the
-answer (for crash tests); `[fail=500]` answers with that status.
+answer (for crash tests); `[fail=500]` answers with that status. Opt-in, for tests of
+calls in flight: `[gate]` holds the answer until the test calls `gate.set()`;
+`[chunk_sleep=S]` pauses S seconds before each event of a streamed answer.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class FakeUpstream:
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Condition = field(default_factory=threading.Condition)
     server: ThreadingHTTPServer | None = None
+    # Requests whose text says `[gate]` wait here (up to a minute) until the test sets it.
+    gate: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -45,6 +49,7 @@ class FakeUpstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            chunk_sleep = 0.0
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -64,6 +69,11 @@ class FakeUpstream:
                 text = _text(body.get("messages", []))
                 if m := re.search(r"\[sleep=([\d.]+)\]", text):
                     time.sleep(float(m.group(1)))
+                if "[gate]" in text:
+                    upstream.gate.wait(60)
+                self.chunk_sleep = 0.0  # per request: a kept-alive handler serves several
+                if m := re.search(r"\[chunk_sleep=([\d.]+)\]", text):
+                    self.chunk_sleep = float(m.group(1))
                 if m := re.search(r"\[fail=(\d+)\]", text):
                     self._json(
                         int(m.group(1)), {"error": {"message": "injected", "type": "server_error"}}
@@ -94,6 +104,8 @@ class FakeUpstream:
                 self.send_header("connection", "close")
                 self.end_headers()
                 for e in events:
+                    if self.chunk_sleep:
+                        time.sleep(self.chunk_sleep)
                     self.wfile.write(e)
                     self.wfile.flush()
                 self.close_connection = True

@@ -1,5 +1,6 @@
-"""Plans, rate limits and model allow-lists through the real app (SQLite; the PostgreSQL
-multi-instance proof is in test_limits_instances.py)."""
+"""Plans, rate limits and model allow-lists through the real app (SQLite; real
+concurrency, two instances on one PostgreSQL and a killed instance are in
+tests/e2e/test_limits_e2e.py)."""
 
 from __future__ import annotations
 
