@@ -384,28 +384,45 @@ class DashboardActions:
     # ------------------------------------------------------------------ keys
     def create_key(self) -> None:
         async def create(body: ApiDict) -> ApiDict:
-            return await self._backend.create_key(body["name"])
+            return await self._backend.create_key(body)
 
         def done(result: ApiDict | None) -> None:
             if result:
                 self._app.post_message(KeysChanged(result["id"]))
-                self._app.push_screen(KeyCreatedScreen(result["name"], result["key"]))
+                self._app.push_screen(
+                    KeyCreatedScreen(
+                        result["name"],
+                        result["key"],
+                        str(result.get("kind") or "app"),
+                        result.get("expires_at"),
+                    )
+                )
 
         self._app.push_screen(
-            FormScreen("New app key", key_fields(), create, submit_label="Create", form_id="key"),
+            FormScreen(
+                "New API key",
+                key_fields(),
+                create,
+                submit_label="Create",
+                form_id="key",
+                intro="App keys call the proxy; read, billing and admin keys call the "
+                "management API. Give each system the least it needs.",
+            ),
             done,
         )
 
-    def confirm_revoke(self, key_id: str, name: str) -> None:
+    def confirm_revoke(self, key_id: str, name: str, kind: str = "app") -> None:
         def confirmed(ok: bool | None) -> None:
             if ok:
                 self._run(
-                    lambda: self._backend.revoke_key(key_id), f"Revoked app key '{name}'.", None
+                    lambda: self._backend.revoke_key(key_id),
+                    f"Revoked {kind} key '{name}'.",
+                    None,
                 )
 
         self._app.push_screen(
             ConfirmScreen(
-                f"Revoke app key '{name}'? Calls using it get 401 at once.",
+                f"Revoke {kind} key '{name}'? Calls using it get 401 at once.",
                 confirm_label="Revoke",
                 danger=True,
             ),

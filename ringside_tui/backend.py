@@ -4,7 +4,8 @@ Every read and action runs as a service coroutine on the gateway's own event loo
 (`run_coroutine_threadsafe`) and is awaited from Textual's loop (`wrap_future`), so a
 redraw never stalls a request and a slow query never freezes the screen. Reads come from
 `services.snapshots`, actions from the same typed services as the HTTP API; nothing is
-looked up by name.
+looked up by name. Every write is made as `gateway.audit.DASHBOARD`, so the audit log
+says an operator at the dashboard made it (key kind `dashboard`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from gateway.audit import DASHBOARD, SYSTEM, Actor
+from gateway.clock import now_ms
 from gateway.errors import ApiError
 from gateway.services.snapshots import (
     TAIL_LIMIT,
     CustomerDetail,
     CustomerRow,
-    KeyRow,
     Overview,
     RequestRow,
 )
@@ -51,7 +53,7 @@ class StripeSync(Protocol):
         self, limit: int | None = None, starting_after: str | None = None
     ) -> list[ApiDict]: ...
 
-    async def sync_now(self, trigger: str = "manual") -> ApiDict: ...
+    async def sync_now(self, trigger: str = "manual", actor: Actor = SYSTEM) -> ApiDict: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class Backend:
         self._wallets = services.wallets
         self._keys = services.keys
         self._webhooks = services.webhooks
+        self._audit = services.audit
         self._stripe: StripeSync = stripe if stripe is not None else services.stripe
 
     @classmethod
@@ -135,8 +138,16 @@ class Backend:
         """This minute's requests and tokens and the calls in flight, with the limits."""
         return await self.call(self._customers.rate_usage(customer_id))
 
-    async def keys(self) -> list[KeyRow]:
-        return await self.call(self._snapshots.keys())
+    async def keys(self) -> tuple[list[ApiDict], int]:
+        """The live keys (revoked ones left out) with their kind and expiry, newest first,
+        and the time on the key service's clock (the one that decides expiry)."""
+        keys = await self.call(self._keys.list())
+        return keys, now_ms(self._keys.clock)
+
+    async def audit(self, customer_id: str, limit: int) -> list[ApiDict]:
+        """The customer's latest audit entries, newest first (one query)."""
+        page = await self.call(self._audit.list({"customer_id": customer_id, "limit": str(limit)}))
+        return list(page.data)
 
     async def webhooks(self, deliveries: int = 100) -> WebhooksSnapshot:
         endpoints = await self.call(self._webhooks.list_endpoints())
@@ -155,42 +166,44 @@ class Backend:
 
     # ------------------------------------------------------------------ actions
     async def create_customer(self, body: ApiDict) -> ApiDict:
-        return await self.call(self._customers.create(body))
+        return await self.call(self._customers.create(body, DASHBOARD))
 
     async def update_customer(self, ref: str, body: ApiDict) -> ApiDict:
-        return await self.call(self._customers.update(ref, body))
+        return await self.call(self._customers.update(ref, body, DASHBOARD))
 
     async def archive_customer(self, ref: str) -> ApiDict:
-        return await self.call(self._customers.archive(ref))
+        return await self.call(self._customers.archive(ref, DASHBOARD))
 
     async def create_plan(self, body: ApiDict) -> ApiDict:
-        return await self.call(self._plans.create(body))
+        return await self.call(self._plans.create(body, DASHBOARD))
 
     async def update_plan(self, ref: str, body: ApiDict) -> ApiDict:
-        return await self.call(self._plans.update(ref, body))
+        return await self.call(self._plans.update(ref, body, DASHBOARD))
 
     async def delete_plan(self, ref: str) -> ApiDict:
-        return await self.call(self._plans.delete(ref))
+        return await self.call(self._plans.delete(ref, DASHBOARD))
 
     async def topup(self, ref: str, body: ApiDict) -> ApiDict:
-        stored = await self.call(self._wallets.topup(ref, body))
+        stored = await self.call(self._wallets.topup(ref, body, actor=DASHBOARD))
         out = _json_object(stored.body)
         if stored.status >= 400:
             err = out.get("error") or {}
             raise ApiError(err.get("message"), param=err.get("param"))
         return out
 
-    async def create_key(self, name: str) -> ApiDict:
-        return await self.call(self._keys.create({"name": name}))
+    async def create_key(self, body: ApiDict) -> ApiDict:
+        """`{"name", "kind"?, "expires_at"?}`; the answer holds the key, shown once."""
+        return await self.call(self._keys.create(body, DASHBOARD))
 
     async def revoke_key(self, key_id: str) -> ApiDict:
-        return await self.call(self._keys.revoke(key_id))
+        return await self.call(self._keys.revoke(key_id, DASHBOARD))
 
     async def retry_delivery(self, delivery_id: str) -> ApiDict:
+        # Not an audited write: a retry changes no setting, it only re-sends.
         return await self.call(self._webhooks.retry_delivery(delivery_id))
 
     async def set_endpoint_enabled(self, endpoint_id: str, enabled: bool) -> ApiDict:
-        return await self.call(self._webhooks.set_endpoint_enabled(endpoint_id, enabled))
+        return await self.call(self._webhooks.set_endpoint_enabled(endpoint_id, enabled, DASHBOARD))
 
     async def stripe_sync_now(self) -> ApiDict:
-        return await self.call(self._stripe.sync_now())
+        return await self.call(self._stripe.sync_now("manual", actor=DASHBOARD))

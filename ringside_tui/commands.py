@@ -46,7 +46,7 @@ class RingsideCommands(Provider):
         actions = host.actions
         commands: list[Command] = [
             ("Create customer", actions.new_customer, "Open the new-customer form"),
-            ("Create app key", actions.create_key, "A new rs_ key for the proxy, shown once"),
+            ("Create API key", actions.create_key, "A new rs_ key of any kind, shown once"),
             ("Create plan", actions.new_plan, "Defaults for customers: budget, models, limits"),
             ("Stripe: sync now", actions.stripe_sync_now, "Push unsynced usage to Stripe now"),
             ("Help: keys and screens", self._help, "Every key binding"),

@@ -5,13 +5,16 @@ the service; the service stays the authority, and its `ApiError` lands under the
 it names (`param`), or at the bottom of the form.
 
 A field named `limits.requests_per_minute` fills `{"limits": {"requests_per_minute": …}}`;
-a `choice` field is a drop-down whose value "" means none (null).
+a `choice` field is a drop-down whose value "" means none (null); an `expiry` field takes
+a date, an RFC 3339 time or a duration from now (`90d`) and sends RFC 3339.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -20,6 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.reactive import Reactive
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
@@ -27,9 +31,12 @@ from gateway.errors import ApiError
 from gateway.terms import LIMIT_NAMES, LimitName
 from ringside_tui.backend import GatewayUnavailable
 
-FieldKind = Literal["text", "usd", "decimal", "bool", "int", "list", "choice"]
+FieldKind = Literal["text", "usd", "decimal", "bool", "int", "list", "choice", "expiry"]
 Choices = tuple[tuple[str, str], ...]  # (label, value); the value "" means none
 NONE_CHOICE = ""
+# Select's `value` reactive, to redraw its label (read through `vars`: a generic class's
+# attribute read through the class is ambiguous to mypy).
+_SELECT_VALUE: Reactive[Any] = vars(Select)["value"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class Field:
     initial: str | bool = ""
     aliases: tuple[str, ...] = ()  # other params the service may name for this field
     choices: Choices = ()  # a `choice` field's options
+    blank_choice: str | None = "none"  # a `choice` field's "no value" option (None: none)
 
     @property
     def widget_id(self) -> str:
@@ -64,6 +72,31 @@ def parse_int(text: str) -> int | None:
     try:
         return int(cleaned)
     except ValueError:
+        return None
+
+
+_DURATION = re.compile(r"(\d+)\s*(m|min|h|d|w)", re.IGNORECASE)
+_DURATION_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_expiry(text: str, now: datetime | None = None) -> str | None:
+    """A moment as RFC 3339 UTC ('2027-01-01T00:00:00Z'), from a duration from `now`
+    ('90d', '12h', '2w', '30m'), a date ('2027-01-01', midnight UTC), a date and time
+    without an offset (UTC) or an RFC 3339 time; None when it is none of those. Whether
+    it is in the future is the service's to say."""
+    cleaned = text.strip()
+    duration = _DURATION.fullmatch(cleaned)
+    try:
+        if duration is not None:
+            amount, unit = int(duration.group(1)), duration.group(2).lower()
+            start = now if now is not None else datetime.now(UTC)
+            when = start + timedelta(**{_DURATION_UNITS[unit]: amount})
+        else:
+            when = datetime.fromisoformat(cleaned.replace("z", "Z").replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+        return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError):  # not a time, or past year 9999
         return None
 
 
@@ -138,7 +171,9 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         self.form_id = form_id
         self.busy = False
         self._shown_options: dict[str, list[tuple[str, str]]] = {
-            f.name: _options(f.choices, str(f.initial or "")) for f in fields if f.kind == "choice"
+            f.name: _options(f.choices, str(f.initial or ""), f.blank_choice)
+            for f in fields
+            if f.kind == "choice"
         }
 
     def compose(self) -> ComposeResult:
@@ -153,7 +188,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
                         yield FormCheckbox("space toggles", value=bool(f.initial), id=f.widget_id)
                     elif f.kind == "choice":
                         yield Select[str](
-                            _options(f.choices, str(f.initial or "")),
+                            list(self._shown_options[f.name]),
                             value=str(f.initial or ""),
                             allow_blank=False,
                             compact=True,
@@ -174,6 +209,14 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
 
     def on_mount(self) -> None:
         self.set_focus(self.query("Input, Checkbox").first())
+        self.call_after_refresh(self._show_picked)
+
+    def _show_picked(self) -> None:
+        """Make each drop-down's label show its value. A value set before the drop-down
+        had mounted its label does not reach it, and setting the same value again does
+        not redraw it: the label would read "Select" over a valid pick."""
+        for select in self.query(Select).results(Select):
+            select.mutate_reactive(_SELECT_VALUE)
 
     def on_key(self, event: events.Key) -> None:
         """Keys typed before the form had focus (type-ahead) still reach a field, in order."""
@@ -207,7 +250,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         """New options for a `choice` field (loaded after the form opened); the one picked
         stays picked while it is still offered."""
         field = next(f for f in self.fields if f.name == name)
-        options = _options(choices, str(field.initial or ""))
+        options = _options(choices, str(field.initial or ""), field.blank_choice)
         if options == self._shown_options.get(name):
             return
         self._shown_options[name] = options
@@ -226,6 +269,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
             return
         if any(value == picked for _, value in options):
             select.value = str(picked)
+        select.mutate_reactive(_SELECT_VALUE)  # the label, even when the value is unchanged
 
     # ------------------------------------------------------------------ values
     def collect(self) -> tuple[dict[str, Any], dict[str, str]]:
@@ -275,6 +319,15 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
                 _put(body, f.name, whole)
             elif f.kind == "list":
                 _put(body, f.name, parse_list(text))
+            elif f.kind == "expiry":
+                when = parse_expiry(text)
+                if when is None:
+                    errors[f.name] = (
+                        f"{f.label} must be a date (2027-01-01), a time (2027-01-01T09:00Z) "
+                        "or a duration from now (90d, 12h)."
+                    )
+                    continue
+                _put(body, f.name, when)
             else:
                 _put(body, f.name, text)
         return body, errors
@@ -386,22 +439,30 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class KeyCreatedScreen(ModalScreen[None]):
-    """The one time an app key is visible."""
+    """The one time a created key is visible."""
 
     BINDINGS = [
         Binding("c", "copy", "Copy"),
         Binding("escape,enter", "close", "Close"),
     ]
 
-    def __init__(self, name: str, key: str) -> None:
+    def __init__(
+        self, name: str, key: str, kind: str = "app", expires_at: str | None = None
+    ) -> None:
         super().__init__(id="key-created-screen")
         self.key_name = name
         self.key = key
+        self.kind = kind
+        self.expires_at = expires_at
 
     def compose(self) -> ComposeResult:
         with Vertical(id="key-created", classes="form"):
-            yield Label(f"App key '{self.key_name}' created", classes="form-title")
+            yield Label(
+                f"{self.kind.capitalize()} key '{self.key_name}' created", classes="form-title"
+            )
+            expiry = f"It expires at {self.expires_at}. " if self.expires_at else ""
             yield Static(
+                f"{KEY_KIND_HELP.get(self.kind, '')}. {expiry}"
                 "Copy it now: it is stored hashed and never shown again.",
                 classes="form-intro",
             )
@@ -426,10 +487,10 @@ class KeyCreatedScreen(ModalScreen[None]):
 # ---------------------------------------------------------------------------- forms
 
 
-def _options(choices: Choices, initial: str) -> list[tuple[str, str]]:
-    """The drop-down's options: "none" first, and the initial value even when it is not
-    among `choices` yet (the list loads after the form opens)."""
-    options = [("none", NONE_CHOICE)]
+def _options(choices: Choices, initial: str, blank: str | None = "none") -> list[tuple[str, str]]:
+    """The drop-down's options: `blank` ("none") first unless it is None, and the initial
+    value even when it is not among `choices` yet (the list loads after the form opens)."""
+    options = [(blank, NONE_CHOICE)] if blank is not None else []
     options += [(label, value) for label, value in choices if value != NONE_CHOICE]
     if initial and all(value != initial for _, value in options):
         options.append((initial, initial))
@@ -584,5 +645,36 @@ def topup_fields() -> list[Field]:
     ]
 
 
+# What each key kind may call (docs/api.md, "Authentication").
+KEY_KIND_HELP: dict[str, str] = {
+    "app": "Calls the proxy routes only",
+    "read": "Reads the management API (no keys); never the proxy",
+    "billing": "Reads, and writes customers, top-ups and plans",
+    "admin": "Everything, the proxy and keys included",
+}
+KEY_KIND_CHOICES: Choices = (
+    ("app: proxy calls only", "app"),
+    ("read: read the management API", "read"),
+    ("billing: read + customers, top-ups, plans", "billing"),
+    ("admin: everything", "admin"),
+)
+
+
 def key_fields() -> list[Field]:
-    return [Field("name", "Key name", required=True, placeholder="production backend")]
+    return [
+        Field("name", "Key name", required=True, placeholder="production backend"),
+        Field(
+            "kind",
+            "Kind",
+            kind="choice",
+            choices=KEY_KIND_CHOICES,
+            initial="app",
+            blank_choice=None,
+        ),
+        Field(
+            "expires_at",
+            "Expires",
+            kind="expiry",
+            placeholder="blank = never; 90d, 12h or 2027-01-01 (UTC)",
+        ),
+    ]

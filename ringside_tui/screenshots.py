@@ -4,8 +4,10 @@
 
 A throwaway data directory, the embedded gateway on a free port, the demo's seeded
 customers and simulated traffic (offline, mock provider), plus two webhook endpoints
-(one answering, one refusing) so the Webhooks tab has something to show, and two plans
-(one with a tight rate limit, so the Overview counts 429s). Then the app runs headless
+(one answering, one refusing) so the Webhooks tab has something to show, two plans (one
+with a tight rate limit, so the Overview counts 429s), a billing key and an expiring read
+key, and changes by several authors (a billing key, the bootstrap admin key, the dashboard)
+for the customer detail's audit entries. Then the app runs headless
 (`run_test(size=...)`) and each screen is saved once it has refreshed.
 """
 
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import Any, TypeVar
 
 from textual.pilot import Pilot
 
+from gateway.audit import Actor
 from gateway.config import load_settings
 from gateway.runtime import Runtime
 from ringside_tui.app import RingsideApp
@@ -41,6 +45,7 @@ SCREENS = (
     "customer_detail",
     "requests",
     "keys",
+    "new_key_form",
     "webhooks",
     "stripe",
     "plans",
@@ -163,11 +168,30 @@ async def capture(out: Path, warmup_s: float = 8.0) -> list[Path]:
                         rt,
                         gw.services.customers.update(external_id, {"plan": plan["external_id"]}),
                     )
-            # A top-up so the wallet history and the webhook outbox have something in them.
+            # Keys of other kinds than the demo's app key, one expiring in 90 days.
+            keys = gw.services.keys
+            billing = await _on_gateway(
+                rt, keys.create({"name": "billing backend", "kind": "billing"})
+            )
+            expires = (datetime.now(UTC) + timedelta(days=90)).strftime("%Y-%m-%dT00:00:00Z")
+            await _on_gateway(
+                rt, keys.create({"name": "BI export", "kind": "read", "expires_at": expires})
+            )
+            # A top-up by the billing backend's key, so the wallet history, the webhook
+            # outbox and the audit log have something in them; and a change by the
+            # bootstrap admin key.
             await _on_gateway(
                 rt,
                 gw.services.wallets.topup(
-                    "umbrella", {"amount_usd": Decimal(50), "description": "invoice 1042"}
+                    "umbrella",
+                    {"amount_usd": Decimal(50), "description": "invoice 1042"},
+                    actor=Actor("billing", key_id=billing["id"]),
+                ),
+            )
+            await _on_gateway(
+                rt,
+                gw.services.customers.update(
+                    "umbrella", {"metadata": {"crm": "4411"}}, Actor("admin")
                 ),
             )
             await asyncio.sleep(warmup_s)
@@ -184,9 +208,13 @@ async def capture(out: Path, warmup_s: float = 8.0) -> list[Path]:
                 await pilot.press("2")
                 await _settle(app, pilot)
                 save("customers")
-                # A prepaid customer: its detail has wallet history as well as usage.
+                # A prepaid customer: its detail has wallet history as well as usage, and
+                # audit entries, the last one the dashboard's own (as an operator's `e`).
                 umbrella = next(
                     c for c in app.customers.rows.values() if c.external_id == "umbrella"
+                )
+                await app.backend.update_customer(
+                    umbrella.id, {"low_balance_threshold_usd": Decimal(20)}
                 )
                 app.open_customer(umbrella.id)
                 while not isinstance(app.screen, CustomerDetailScreen):
@@ -199,6 +227,20 @@ async def capture(out: Path, warmup_s: float = 8.0) -> list[Path]:
                 await pilot.press("4")
                 await _settle(app, pilot)
                 save("keys")
+                # The key form: a billing key expiring in 90 days (not submitted).
+                await pilot.press("n")
+                while not isinstance(app.screen, FormScreen):
+                    await pilot.pause(0.05)
+                await pilot.press(*"billing backend", "tab", "enter")
+                await pilot.pause(0.3)
+                await pilot.press("down", "down", "enter")
+                await pilot.pause(0.3)
+                await pilot.press("tab", *"90d")
+                await _settle(app, pilot, 1)
+                save("new_key_form")
+                await pilot.press("escape")
+                while isinstance(app.screen, FormScreen):
+                    await pilot.pause(0.05)
                 await pilot.press("5")
                 await _settle(app, pilot)
                 save("webhooks")

@@ -1,10 +1,11 @@
-"""Customer detail: terms and plan, live rate-limit use, usage by model and by day, recent
-requests, wallet history."""
+"""Customer detail: terms and plan, live rate-limit use, usage by model and by day, wallet
+history, the latest audit entries (who changed what), recent requests."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,13 @@ TXN_COLUMNS = [
     Column("amount", "Amount", 10),
     Column("balance", "Balance", 10),
 ]
+AUDIT_LIMIT = 6  # entries shown; read with the rest of the detail, one query a refresh
+AUDIT_COLUMNS = [
+    Column("time", "When (UTC)", 14),
+    Column("action", "Action", 18),
+    Column("who", "By", 20),
+    Column("changes", "Changes", 56),
+]
 SMALL_REQUEST_COLUMNS = [
     Column("time", "UTC", 8),
     Column("model", "Model", 19),
@@ -86,13 +94,82 @@ def txn_cells(t: TransactionRow) -> list[Any]:
     ]
 
 
+ACTION_STYLES = {
+    "customer.created": "green",
+    "wallet.topup": "green",
+    "customer.suspended": "yellow",
+    "customer.archived": "red",
+}
+
+
+def audit_who(entry: ApiDict) -> str:
+    """Who made the change: 'dashboard', 'billing key_1a2b3c4d', 'bootstrap admin'."""
+    kind = str(entry.get("key_kind") or "")
+    key_id = entry.get("key_id")
+    if key_id:
+        return f"{kind} {cells.short_id(str(key_id))}"
+    return "bootstrap admin" if kind == "admin" else kind
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_value_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple) and not value:
+        return "[]"
+    return cells.api_text(value)
+
+
+def audit_changes(entry: ApiDict) -> str:
+    """The changes compactly: 'balance_usd 10 → 12.5 · markup — → 1.3'; a creation lists
+    the values it set ('name Acme · external_id acme')."""
+    changes = entry.get("changes") or {}
+    created = str(entry.get("action") or "").endswith(".created")
+    parts = []
+    for field, pair in changes.items():
+        before, after = [*pair, None, None][:2]
+        if created:
+            parts.append(f"{field} {_value_text(after)}")
+        else:
+            parts.append(f"{field} {_value_text(before)} → {_value_text(after)}")
+    return " · ".join(parts)
+
+
+def audit_time_text(entry: ApiDict) -> str:
+    """'04-15 12:30:05' (UTC), from the entry's RFC 3339 `created_at`."""
+    text = str(entry.get("created_at") or "")
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        when = datetime.fromtimestamp(int(entry.get("created") or 0), UTC)
+    return when.astimezone(UTC).strftime("%m-%d %H:%M:%S")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def audit_cells(entry: ApiDict) -> list[Any]:
+    action = str(entry.get("action") or "")
+    return [
+        cells.cell(audit_time_text(entry), entry.get("created_at")),
+        cells.cell(action, action, style=ACTION_STYLES.get(action, "")),
+        cells.cell(audit_who(entry)),
+        cells.cell(_clip(audit_changes(entry), AUDIT_COLUMNS[-1].width or 56)),
+    ]
+
+
 @dataclass(frozen=True)
 class DetailData:
-    """One refresh of the detail screen: the snapshot, and this minute's rate-limit use
-    (`services.customers.rate_usage`)."""
+    """One refresh of the detail screen: the snapshot, this minute's rate-limit use
+    (`services.customers.rate_usage`) and the latest audit entries (`services.audit`)."""
 
     detail: CustomerDetail
     rate: ApiDict
+    audit: list[ApiDict]
 
 
 SOURCE_TAGS = {"customer": "own", "plan": "plan"}
@@ -196,6 +273,7 @@ class CustomerDetailScreen(Screen[None]):
         self.actions = actions
         self.detail: CustomerDetail | None = None
         self.rate: ApiDict | None = None
+        self.audit: list[ApiDict] = []
         self.warning_share: Decimal = backend.warning_share
 
     def compose(self) -> ComposeResult:
@@ -215,6 +293,10 @@ class CustomerDetailScreen(Screen[None]):
                 yield DiffTable[TransactionRow](
                     TXN_COLUMNS, id="txn-table", sort_column="time", sort_reverse=True
                 )
+        yield Label("Changes · audit log, newest first", classes="box-title")
+        # Newest first as the service answers (no sort column: entries of one second
+        # keep their order).
+        yield DiffTable[dict[str, Any]](AUDIT_COLUMNS, id="audit-table")
         yield Label("Recent requests", classes="box-title")
         yield DiffTable[RequestRow](
             SMALL_REQUEST_COLUMNS,
@@ -233,11 +315,12 @@ class CustomerDetailScreen(Screen[None]):
         return self.customer_id in activity.customer_ids
 
     async def load(self) -> DetailData:
-        detail, rate = await asyncio.gather(
+        detail, rate, audit = await asyncio.gather(
             self.backend.customer_detail(self.customer_id),
             self.backend.rate_usage(self.customer_id),
+            self.backend.audit(self.customer_id, AUDIT_LIMIT),
         )
-        return DetailData(detail, rate)
+        return DetailData(detail, rate, audit)
 
     def apply(self, data: DetailData) -> int:
         d = self.detail = data.detail
@@ -252,7 +335,11 @@ class CustomerDetailScreen(Screen[None]):
             lambda r: [c for i, c in enumerate(request_cells(r)) if i != 1],  # no customer
         )
         self.query_one("#txn-table", DiffTable).sync({t.id: t for t in d.transactions}, txn_cells)
-        return len(d.requests) + len(d.transactions)
+        self.audit = data.audit
+        self.query_one("#audit-table", DiffTable).sync(
+            {str(e["id"]): e for e in data.audit}, audit_cells
+        )
+        return len(d.requests) + len(d.transactions) + len(data.audit)
 
     # ------------------------------------------------------------------ actions
     def action_back(self) -> None:

@@ -15,7 +15,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
             ("1 … 7", "Overview, Customers, Requests, Keys, Webhooks, Stripe, Plans"),
             ("tab / shift+tab", "move focus (the mouse works too)"),
             ("ctrl+p", "command palette: every action, and jump to a customer"),
-            ("n", "new customer (on Keys: new app key; on Plans: new plan)"),
+            ("n", "new customer (on Keys: new API key; on Plans: new plan)"),
             ("? / f1", "this help"),
             ("q / ctrl+q", "quit (stops the gateway cleanly)"),
         ],
@@ -41,7 +41,13 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
             ("x", "cycle the status filter (ok, error, refused, cut, any)"),
         ],
     ),
-    ("Keys", [("n", "create an app key (shown once)"), ("d", "revoke the selected key")]),
+    (
+        "Keys",
+        [
+            ("n", "create a key: app, read, billing or admin, optional expiry (shown once)"),
+            ("d", "revoke the selected key"),
+        ],
+    ),
     (
         "Webhooks",
         [("r", "retry the selected delivery"), ("e", "enable / disable the selected endpoint")],

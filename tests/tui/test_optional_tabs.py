@@ -7,6 +7,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from gateway.audit import DASHBOARD, SYSTEM, Actor
 from gateway.db.models import WebhookDelivery, WebhookEndpoint
 from gateway.runtime import Runtime
 from ringside_tui.app import RingsideApp
@@ -106,10 +107,12 @@ class FakeStripe:
 
     def __init__(self) -> None:
         self.synced = 0
+        self.actors: list[Actor] = []
         self._runs: list[ApiDict] = []
 
-    async def sync_now(self, trigger: str = "manual") -> ApiDict:
+    async def sync_now(self, trigger: str = "manual", actor: Actor = SYSTEM) -> ApiDict:
         self.synced += 1
+        self.actors.append(actor)
         run = {
             "id": f"srun_{self.synced}",
             "trigger": trigger,
@@ -160,6 +163,7 @@ async def test_stripe_sync_now_calls_the_service(runtime: Runtime, make_app: App
         runs = table(app, "runs-table")
         await wait_until(pilot, lambda: runs.row_count == 1, what="run row")
         assert fake.synced == 1
+        assert fake.actors == [DASHBOARD]  # audited as the operator at the dashboard
         assert column(runs, 2) == ["succeeded"]
         await wait_until(pilot, lambda: column(states, 2) == ["synced"], what="state synced")
 

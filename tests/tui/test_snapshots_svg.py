@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from textual.widgets import Input
 
+from gateway.audit import DASHBOARD, Actor
 from gateway.clock import day_of, month_of, to_ms
 from gateway.db.models import BudgetPeriod, RequestLog, UsageDaily, Wallet
 from gateway.ids import new_id
@@ -177,9 +178,25 @@ def frozen(tmp_path: Path) -> Iterator[tuple[Runtime, dict[str, str]]]:
         ]
         for ext, name, body in specs:
             ids[ext] = (await make_customer(rt, ext, name, **body))["id"]
+        keys = services(rt).keys
+        await call(rt, keys.create({"name": "production backend"}))
+        billing = await call(rt, keys.create({"name": "billing backend", "kind": "billing"}))
+        await call(
+            rt,
+            keys.create(
+                {"name": "BI export", "kind": "read", "expires_at": "2026-07-01T00:00:00Z"}
+            ),
+        )
+        # Umbrella's audit entries, one of each kind of author: Ringside itself (created),
+        # a billing key (the top-up), the bootstrap admin key, the dashboard's operator.
+        by_billing = Actor("billing", key_id=billing["id"], request_id="req_snapshot")
         for ext, amount in (("umbrella", Decimal(80)), ("hooli", Decimal(40))):
-            await call(rt, services(rt).wallets.topup(ext, {"amount_usd": amount}))
-        await call(rt, services(rt).keys.create({"name": "production backend"}))
+            await call(
+                rt, services(rt).wallets.topup(ext, {"amount_usd": amount}, actor=by_billing)
+            )
+        customers = services(rt).customers
+        await call(rt, customers.update("umbrella", {"metadata": {"crm": "4411"}}, Actor("admin")))
+        await call(rt, customers.update("umbrella", {"email": "ops@umbrella.test"}, DASHBOARD))
         return ids
 
     ids = asyncio.run(seed())
