@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.config import ConfigError, Settings, load_settings, one_line
 from gateway.logs import configure as configure_logging
 
 
@@ -73,6 +73,8 @@ def serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.server.log_level, settings.server.log_format)
     runtime = Runtime(settings)
+    # The port first: a port in use is one line and exit 2, before anything else starts.
+    runtime.listen()
     workers: int = getattr(args, "workers", 1)
     database = (
         "postgresql"
@@ -222,7 +224,7 @@ def run_guarded(fn: Any, *args: Any) -> int:
     try:
         return int(fn(*args) or 0)
     except ConfigError as exc:
-        print(f"ringside: error: {exc}", file=sys.stderr)
+        print(f"ringside: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -80,7 +80,7 @@ def test_env_and_overrides(tmp_path: Path) -> None:
         ('[stripe]\nsync_cron = "every night"\n', "sync_cron"),
         ('[stripe]\nvalue = "euros"\n', "value"),
         ("this is = = not toml", "not valid TOML"),
-        ('[server]\ndatabase_url = "mysql://x/y"\n', "database URL"),
+        ('[server]\ndatabase_url = "mysql://x/y"\n', "[server] database_url"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, fragment: str) -> None:
