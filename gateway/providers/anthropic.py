@@ -28,7 +28,7 @@ from gateway.providers.base import (
     UpstreamFailure,
     token_count,
 )
-from gateway.providers.sse import event_data, sse_events
+from gateway.providers.sse import event_data
 from gateway.providers.upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamStream
 from gateway.tokens import TokenUsage
 
@@ -527,7 +527,7 @@ class AnthropicChatStream(UpstreamStream):
     async def chunks(self) -> AsyncGenerator[StreamChunk, None]:
         translator = StreamTranslator(self._model)
         try:
-            async with contextlib.aclosing(sse_events(self.body())) as events:
+            async with contextlib.aclosing(self.events()) as events:
                 async for block in events:
                     # `event:` names duplicate the payload's own `type`; comments are
                     # keep-alives; events without data carry nothing.

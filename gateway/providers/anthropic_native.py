@@ -20,7 +20,7 @@ from gateway.providers.anthropic import (
     transport_failure,
 )
 from gateway.providers.base import ChatResult, ChatStream, StreamChunk, UpstreamFailure
-from gateway.providers.sse import event_data, sse_events
+from gateway.providers.sse import event_data
 from gateway.providers.upstream import TRANSPORT_ERRORS, UpstreamStream
 
 # Events whose whole payload matters (usage, errors); the others are only sized.
@@ -60,7 +60,7 @@ class NativeStream(UpstreamStream):
         usage: dict[str, Any] = {}
         complete = False
         try:
-            async with contextlib.aclosing(sse_events(self.body())) as events:
+            async with contextlib.aclosing(self.events()) as events:
                 async for block in events:
                     raw = block + b"\n\n"
                     data = event_data(block) or b""

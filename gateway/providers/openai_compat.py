@@ -23,7 +23,7 @@ from gateway.providers.base import (
     UpstreamFailure,
     openai_usage_to_tokens,
 )
-from gateway.providers.sse import event_data, sse_events
+from gateway.providers.sse import event_data
 from gateway.providers.upstream import TRANSPORT_ERRORS, UpstreamClient, UpstreamStream
 
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
@@ -106,7 +106,7 @@ class OpenAIStream(UpstreamStream):
     async def chunks(self) -> AsyncGenerator[StreamChunk, None]:
         complete = False
         try:
-            async with contextlib.aclosing(sse_events(self.body())) as events:
+            async with contextlib.aclosing(self.events()) as events:
                 async for block in events:
                     data = event_data(block)
                     if data is None:

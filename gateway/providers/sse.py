@@ -11,16 +11,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterable
 
+from gateway.providers.base import UpstreamFailure
+
 _LF = 10  # b"\n"[0]
 
 
+class EventTooLarge(ValueError):
+    """An event grew past the parser's `max_event_bytes` without ending."""
+
+
 class SSEParser:
-    """Incremental event framing. Not thread-safe; one parser per stream."""
+    """Incremental event framing. Not thread-safe; one parser per stream.
 
-    __slots__ = ("_after_cr", "_ends_lf", "_pending")
+    `max_event_bytes`: an event that grows past it without ending raises EventTooLarge
+    (its bytes are held in memory until it ends)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_after_cr", "_ends_lf", "_max_event_bytes", "_pending", "_pending_bytes")
+
+    def __init__(self, max_event_bytes: int | None = None) -> None:
         self._pending: list[bytes] = []  # bytes of the unfinished event, LF-normalised
+        self._pending_bytes = 0
+        self._max_event_bytes = max_event_bytes
         self._ends_lf = False  # the pending bytes end with LF
         self._after_cr = False  # the last read ended with CR (its LF may start the next read)
 
@@ -40,6 +51,9 @@ class SSEParser:
             # (a big event sent in many small reads is copied once, not once per read).
             self._pending.append(data)
             self._ends_lf = data[-1] == _LF
+            self._pending_bytes += len(data)
+            if self._max_event_bytes is not None and self._pending_bytes > self._max_event_bytes:
+                raise EventTooLarge(self._max_event_bytes)
             return []
         if self._pending:
             self._pending.append(data)
@@ -47,8 +61,11 @@ class SSEParser:
             self._pending.clear()
         blocks = data.split(b"\n\n")
         rest = blocks.pop()
+        self._pending_bytes = len(rest)
         if rest:
             self._pending.append(rest)
+            if self._max_event_bytes is not None and len(rest) > self._max_event_bytes:
+                raise EventTooLarge(self._max_event_bytes)
         self._ends_lf = rest[-1:] == b"\n"
         # Extra blank lines between events leave empty blocks or leading LFs: skip them.
         return [b.lstrip(b"\n") if b[0] == _LF else b for b in blocks if b.strip(b"\n")]
@@ -57,6 +74,7 @@ class SSEParser:
         """At the end of the body: the last event, if the upstream did not end it."""
         block = b"".join(self._pending).strip(b"\n")
         self._pending.clear()
+        self._pending_bytes = 0
         self._ends_lf = False
         return [block] if block else []
 
@@ -77,11 +95,38 @@ def event_data(block: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
-async def sse_events(body: AsyncIterable[bytes]) -> AsyncGenerator[bytes, None]:
-    """Event blocks from a byte stream (for example aiohttp's `response.content.iter_any()`)."""
-    parser = SSEParser()
-    async for data in body:
-        for block in parser.feed(data):
-            yield block
+async def sse_events(
+    body: AsyncIterable[bytes],
+    *,
+    max_bytes: int | None = None,
+    max_event_bytes: int | None = None,
+    source: str = "The upstream",
+    section: str = "",
+) -> AsyncGenerator[bytes, None]:
+    """Event blocks from a byte stream (for example aiohttp's `response.content.iter_any()`).
+
+    A body past `max_bytes` in all, or one event past `max_event_bytes`, ends the stream
+    with UpstreamFailure("protocol"): a runaway upstream is cut, not followed forever. The
+    message names `source` and the setting (under `section`, e.g. "[providers.x] ")."""
+    parser = SSEParser(max_event_bytes)
+    limit = max_bytes if max_bytes is not None else -1
+    received = 0
+    try:
+        async for data in body:
+            received += len(data)
+            if received > limit >= 0:
+                raise UpstreamFailure(
+                    "protocol",
+                    f"{source} sent more than {limit:,} bytes in one stream "
+                    f"({section}max_stream_bytes); cut.",
+                )
+            for block in parser.feed(data):
+                yield block
+    except EventTooLarge:
+        raise UpstreamFailure(
+            "protocol",
+            f"{source} sent a stream event larger than {max_event_bytes:,} bytes "
+            f"({section}max_response_bytes); cut.",
+        ) from None
     for block in parser.flush():
         yield block

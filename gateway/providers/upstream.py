@@ -9,6 +9,12 @@ kept alive between calls; read and pool timeouts of `timeout_s`, connecting capp
 no redirects followed; no proxy or other settings taken from the environment; TLS verified
 against certifi's CA bundle. Failures map to `UpstreamFailure` kinds: a timeout is
 "timeout", anything else the transport raises is "connect".
+
+A runaway upstream is cut (`[providers.X]`): a JSON answer over `max_response_bytes` fails
+as "protocol" (nothing is charged: no usage is known); a stream that sends more than
+`max_stream_bytes`, or one event over `max_response_bytes`, fails as "protocol", and one
+still going after `max_duration_s` as "timeout" (a stream cut mid-way is charged for what it
+produced). An answer's body must also arrive in full within `max_duration_s`.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 import aiohttp
 from yarl import URL
 
 from gateway.config import ProviderSettings
 from gateway.providers.base import ChatStream, UpstreamFailure
+from gateway.providers.sse import sse_events
 
 MAX_CONNECTIONS = 10_000  # `[providers.X] max_connections`
 KEEPALIVE_S = 5.0  # httpx's default keep-alive expiry, which the proxy used until now
@@ -90,6 +97,9 @@ class UpstreamClient:
         self._timeout = timeouts(settings.timeout_s)
         self._max_connections = max_connections
         self._secrets = tuple(s for s in (settings.api_key,) if s)
+        self.max_response_bytes = settings.max_response_bytes
+        self.max_stream_bytes = settings.max_stream_bytes
+        self.max_duration_s = settings.max_duration_s
         self._session: aiohttp.ClientSession | None = None
         self._drains: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -163,11 +173,34 @@ class UpstreamClient:
         )
 
     async def read(self, response: aiohttp.ClientResponse) -> bytes:
-        """The whole body; the connection goes back to the pool."""
+        """The whole body, at most `max_response_bytes` (decompressed) arrived within
+        `max_duration_s` (else UpstreamFailure "protocol" / a TimeoutError); the connection
+        goes back to the pool, or is closed if the body was not read to its end."""
+        limit = self.max_response_bytes
         try:
-            return await response.read()
+            async with asyncio.timeout(self.max_duration_s):
+                length = response.content_length
+                if length is not None and "content-encoding" not in response.headers:
+                    if length > limit:
+                        raise self._too_large(limit)
+                    return await response.read()
+                parts: list[bytes] = []
+                size = 0
+                async for data in response.content.iter_any():
+                    size += len(data)
+                    if size > limit:
+                        raise self._too_large(limit)
+                    parts.append(data)
+                return b"".join(parts)
         finally:
             response.release()
+
+    def _too_large(self, limit: int) -> UpstreamFailure:
+        return UpstreamFailure(
+            "protocol",
+            f"Provider '{self.name}' answered with more than {limit:,} bytes "
+            f"([providers.{self.name}] max_response_bytes).",
+        )
 
     # ------------------------------------------------------------------ errors
     def redact(self, text: str) -> str:
@@ -204,16 +237,49 @@ class UpstreamStream(ChatStream):
         self._client = client
         self._released = False
         self._closed = False
+        # One timer for the stream's whole life (not one per read): past it, the next read
+        # raises, whatever the upstream is doing.
+        self._deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            client.max_duration_s, self._expire
+        )
 
     def body(self) -> AsyncIterator[bytes]:
         """The raw body, as the bytes arrive."""
         return self._response.content.iter_any()
+
+    def events(self) -> AsyncGenerator[bytes, None]:
+        """The body's SSE event blocks, within the provider's limits (`sse_events`)."""
+        client = self._client
+        return sse_events(
+            self.body(),
+            max_bytes=client.max_stream_bytes,
+            max_event_bytes=client.max_response_bytes,
+            source=f"Provider '{client.name}'",
+            section=f"[providers.{client.name}] ",
+        )
+
+    def _expire(self) -> None:
+        self._deadline = None
+        name, limit = self._client.name, self._client.max_duration_s
+        self._response.content.set_exception(
+            UpstreamFailure(
+                "timeout",
+                f"Provider '{name}' was still streaming after {limit:g} s "
+                f"([providers.{name}] max_duration_s); cut.",
+            )
+        )
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     def release(self, *, complete: bool = False) -> None:
         """Hand the connection back: to the pool when the body was read to its end, closed
         otherwise. `complete`: the last event arrived but the body's end (the empty chunk)
         may be a moment behind it; wait for it in the background instead of dropping a
         connection that can be reused."""
+        self._stop_deadline()
         if self._released:
             return
         self._released = True
@@ -223,6 +289,7 @@ class UpstreamStream(ChatStream):
             self._response.release()
 
     async def aclose(self) -> None:
+        self._stop_deadline()
         if self._closed:
             return
         self._closed = True
