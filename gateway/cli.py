@@ -99,7 +99,7 @@ def serve(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- backup, restore, migrate
 
-DATA_COMMANDS = ("backup", "restore", "migrate")
+DATA_COMMANDS = ("backup", "restore", "migrate", "keys")
 
 
 def add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -131,10 +131,27 @@ def add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="the new, empty database: postgresql://user:password@host:5432/name",
     )
     add_storage_options(p, argparse.SUPPRESS)
+    from gateway.keys_cli import add_keys_command
+
+    add_keys_command(sub)
+
+
+def rotate_admin_key(args: argparse.Namespace) -> int:
+    from gateway import keys_cli
+
+    settings = settings_from_args(args)
+    key_id, key = keys_cli.rotate_admin(settings, args.name)
+    keys_cli.print_rotation(key_id, key, settings)
+    return 0
 
 
 def run_data_command(args: argparse.Namespace) -> int:
-    commands = {"backup": backup, "restore": restore, "migrate": migrate_to}
+    commands = {
+        "backup": backup,
+        "restore": restore,
+        "migrate": migrate_to,
+        "keys": rotate_admin_key,  # `keys rotate-admin`, its one subcommand
+    }
     return run_guarded(commands[args.command], args)
 
 
