@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from litestar import Request, Response
+from litestar.exceptions import InternalServerException
 
 from gateway.audit import Actor
 from gateway.container import Services
-from gateway.errors import InvalidJson
+from gateway.errors import InvalidJson, InvalidRequest
 from gateway.jsoncodec import decode, decode_lenient, encode
 
 JSON = "application/json"
@@ -27,7 +28,14 @@ def actor(request: Request[Any, Any, Any]) -> Actor:
 
 
 async def json_body(request: Request[Any, Any, Any], *, empty_ok: bool = False) -> Any:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except InternalServerException as exc:
+        if "disconnected" not in str(exc.detail):
+            raise
+        # The client went away (or stalled past [server] body_timeout_s) mid-body: nobody
+        # reads this answer, and it is not a bug to log with a traceback.
+        raise InvalidRequest("The client disconnected before the body arrived.") from None
     if not raw.strip():
         if empty_ok:
             return {}
