@@ -133,7 +133,7 @@ def add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_storage_options(p, argparse.SUPPRESS)
     from gateway.keys_cli import add_keys_command
 
-    add_keys_command(sub)
+    add_keys_command(sub, add_storage_options)
 
 
 def rotate_admin_key(args: argparse.Namespace) -> int:

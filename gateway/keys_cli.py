@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
+from typing import Any
 from datetime import UTC, datetime
 
 from gateway.config import Settings
@@ -22,9 +24,10 @@ from gateway.services.keys import KeyService
 _NO_BOOTSTRAP_KEY = "\x00" * 32
 
 
-def add_keys_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from gateway.cli import add_storage_options
-
+def add_keys_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_storage_options: Callable[[argparse.ArgumentParser, Any], None],
+) -> None:
     p = sub.add_parser("keys", help="API key tools")
     keys_sub = p.add_subparsers(dest="keys_command", required=True)
     rotate = keys_sub.add_parser(
