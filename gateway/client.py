@@ -10,9 +10,9 @@ the gateway's server dependencies.
 
 Design, in short:
 - Every method describes its HTTP call as a `_Call`; the sync and async clients differ only
-  in how they send it (`_object`, `_page`, `_stream`), so the resources exist once and serve
-  both. The retry policy is a generator (`_ClientBase._attempts`) driven by a blocking or an
-  awaiting loop.
+  in how they send it (`_object`, `_page`, `_stream`, `_lines` for CSV), so the resources
+  exist once and serve both. The retry policy is a generator (`_ClientBase._attempts`)
+  driven by a blocking or an awaiting loop.
 - Money fields (every key ending in `_usd`, and the FC-*-USD headers) arrive as
   `decimal.Decimal`, parsed from the JSON text exactly; other numbers are int or float.
 - Errors are typed per Ringside error code and carry the server's fields.
@@ -574,6 +574,7 @@ class _Call:
     retry: _Retry = "safe"
     timeout: float | httpx.Timeout | None = None
     stream: bool = False
+    accept: str | None = None  # a media type other than JSON (CSV)
 
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, str]:
@@ -807,30 +808,54 @@ class AsyncStream(_StreamBase):
         await self.close()
 
 
+def _iter_lines(response: httpx.Response) -> Iterator[str]:
+    """A CSV answer's lines (without line ends), read as they arrive; closes the answer."""
+    with contextlib.closing(response):
+        yield from response.iter_lines()
+
+
+async def _aiter_lines(response: httpx.Response) -> AsyncIterator[str]:
+    try:
+        async for line in response.aiter_lines():
+            yield line
+    finally:
+        await response.aclose()
+
+
+def _csv_call(path: str, params: Mapping[str, Any]) -> _Call:
+    return _Call("GET", path, params, accept="text/csv", stream=True)
+
+
+def _month(month: str | date | None) -> str | None:
+    return month.strftime("%Y-%m") if isinstance(month, date) else month
+
+
 # ---------------------------------------------------------------------------- resources
 
 _O = TypeVar("_O", covariant=True)
 _P = TypeVar("_P", covariant=True)
 _S = TypeVar("_S", covariant=True)
+_L = TypeVar("_L", covariant=True)
 _Messages = Sequence[Mapping[str, Any]]
 _Timeout = float | httpx.Timeout | None
 _When = str | date | datetime | None
 
 
-class _Transport(Protocol[_O, _P, _S]):
+class _Transport(Protocol[_O, _P, _S, _L]):
     def _object(self, call: _Call) -> _O: ...
     def _page(self, call: _Call) -> _P: ...
     def _stream(self, call: _Call) -> _S: ...
+    def _lines(self, call: _Call) -> _L: ...
 
 
-class _Resource(Generic[_O, _P, _S]):
+class _Resource(Generic[_O, _P, _S, _L]):
     # _O: what an object call returns (RingsideObject, or a coroutine of it), _P: a page,
-    # _S: a stream. One resource class serves both clients.
-    def __init__(self, client: _Transport[_O, _P, _S]) -> None:
+    # _S: a stream, _L: the lines of a CSV answer. One resource class serves both clients.
+    def __init__(self, client: _Transport[_O, _P, _S, _L]) -> None:
         self._client = client
 
 
-class Wallets(_Resource[_O, _P, _S]):
+class Wallets(_Resource[_O, _P, _S, _L]):
     def topup(
         self,
         customer_id: str | int,
@@ -863,10 +888,10 @@ class Wallets(_Resource[_O, _P, _S]):
         )
 
 
-class Customers(_Resource[_O, _P, _S]):
-    def __init__(self, client: _Transport[_O, _P, _S]) -> None:
+class Customers(_Resource[_O, _P, _S, _L]):
+    def __init__(self, client: _Transport[_O, _P, _S, _L]) -> None:
         super().__init__(client)
-        self.wallet: Wallets[_O, _P, _S] = Wallets(client)
+        self.wallet: Wallets[_O, _P, _S, _L] = Wallets(client)
 
     def create(
         self,
@@ -922,8 +947,21 @@ class Customers(_Resource[_O, _P, _S]):
         """Archive (DELETE): further calls get 403 customer_archived; usage stays."""
         return self._client._object(_Call("DELETE", f"/v1/customers/{_segment(customer_id)}"))
 
+    def statement(self, customer_id: str | int, month: str | date | None = None) -> _O:
+        """A UTC month's statement (`month`: "2026-04" or a date in it; default: this
+        month): opening_balance_usd, topups_usd, adjustments_usd, wallet_debits_usd,
+        closing_balance_usd, `usage` (as /v1/usage answers for the month), by_model and
+        by_day."""
+        path = f"/v1/customers/{_segment(customer_id)}/statement"
+        return self._client._object(_Call("GET", path, {"month": _month(month)}))
 
-class AuditLog(_Resource[_O, _P, _S]):
+    def statement_csv(self, customer_id: str | int, month: str | date | None = None) -> _L:
+        """The statement's days as CSV lines: a header, then one row per day (`by_day`)."""
+        path = f"/v1/customers/{_segment(customer_id)}/statement"
+        return self._client._lines(_csv_call(path, {"month": _month(month)}))
+
+
+class AuditLog(_Resource[_O, _P, _S, _L]):
     def list(
         self,
         *,
@@ -948,7 +986,7 @@ class AuditLog(_Resource[_O, _P, _S]):
         return self._client._page(_Call("GET", "/v1/audit_log", params))
 
 
-class Plans(_Resource[_O, _P, _S]):
+class Plans(_Resource[_O, _P, _S, _L]):
     """Plans: defaults for customers (money, allowed models, rate limits). A customer's
     own value wins, field by field and limit by limit."""
 
@@ -978,7 +1016,7 @@ class Plans(_Resource[_O, _P, _S]):
         return self._client._object(_Call("DELETE", f"/v1/plans/{_segment(plan_id)}"))
 
 
-class Usage(_Resource[_O, _P, _S]):
+class Usage(_Resource[_O, _P, _S, _L]):
     def retrieve(
         self,
         *,
@@ -998,8 +1036,26 @@ class Usage(_Resource[_O, _P, _S]):
         }
         return self._client._object(_Call("GET", "/v1/usage", params))
 
+    def export_csv(
+        self,
+        *,
+        customer_id: str | int | None = None,
+        since: _When = None,
+        until: _When = None,
+        group_by: Literal["day", "model", "customer"] | None = None,
+    ) -> _L:
+        """The same as CSV lines (no line ends): a header, then one row per group of the
+        breakdown, or one row of totals without `group_by`. Parse with `csv.reader`."""
+        params = {
+            "customer_id": customer_id,
+            "since": since,
+            "until": until,
+            "group_by": group_by,
+        }
+        return self._client._lines(_csv_call("/v1/usage", params))
 
-class Requests(_Resource[_O, _P, _S]):
+
+class Requests(_Resource[_O, _P, _S, _L]):
     def list(
         self,
         *,
@@ -1023,8 +1079,31 @@ class Requests(_Resource[_O, _P, _S]):
         }
         return self._client._page(_Call("GET", "/v1/requests", params))
 
+    def export_csv(
+        self,
+        *,
+        customer_id: str | int | None = None,
+        model: str | None = None,
+        status: Literal["ok", "error", "refused", "cut"] | None = None,
+        since: _When = None,
+        until: _When = None,
+        starting_after: str | None = None,
+    ) -> _L:
+        """Every matching request as CSV lines (no line ends), newest first, streamed: a
+        header, then one row per request. Iterate it (or `csv.reader` it) as it arrives;
+        `starting_after` resumes an interrupted export after the last id you have."""
+        params = {
+            "customer_id": customer_id,
+            "model": model,
+            "status": status,
+            "since": since,
+            "until": until,
+            "starting_after": starting_after,
+        }
+        return self._client._lines(_csv_call("/v1/requests", params))
 
-class Keys(_Resource[_O, _P, _S]):
+
+class Keys(_Resource[_O, _P, _S, _L]):
     def create(
         self,
         name: str,
@@ -1059,7 +1138,7 @@ class Keys(_Resource[_O, _P, _S]):
         return self._client._object(_Call("DELETE", f"/v1/keys/{_segment(key_id)}"))
 
 
-class Models(_Resource[_O, _P, _S]):
+class Models(_Resource[_O, _P, _S, _L]):
     def list(self, *, customer: str | int | None = None) -> _P:
         """Routable models (`fc:<provider>/<model>`) that have a known price; with
         `customer`, only those that customer's allow-list lets it call."""
@@ -1067,7 +1146,7 @@ class Models(_Resource[_O, _P, _S]):
         return self._client._page(_Call("GET", "/v1/models", headers=headers))
 
 
-class Embeddings(_Resource[_O, _P, _S]):
+class Embeddings(_Resource[_O, _P, _S, _L]):
     def create(
         self,
         *,
@@ -1092,7 +1171,7 @@ class Embeddings(_Resource[_O, _P, _S]):
         )
 
 
-class Completions(_Resource[_O, _P, _S]):
+class Completions(_Resource[_O, _P, _S, _L]):
     @overload
     def create(
         self, *, model: str, messages: _Messages, stream: Literal[False] = ..., **params: Any
@@ -1133,10 +1212,10 @@ class Completions(_Resource[_O, _P, _S]):
         return self._client._stream(call) if stream else self._client._object(call)
 
 
-class Chat(_Resource[_O, _P, _S]):
-    def __init__(self, client: _Transport[_O, _P, _S]) -> None:
+class Chat(_Resource[_O, _P, _S, _L]):
+    def __init__(self, client: _Transport[_O, _P, _S, _L]) -> None:
         super().__init__(client)
-        self.completions: Completions[_O, _P, _S] = Completions(client)
+        self.completions: Completions[_O, _P, _S, _L] = Completions(client)
 
 
 # ---------------------------------------------------------------------------- clients
@@ -1148,7 +1227,7 @@ _Outcome = httpx.Response | httpx.TransportError | None
 _H = TypeVar("_H", httpx.Client, httpx.AsyncClient)
 
 
-class _ClientBase(Generic[_H, _O, _P, _S]):
+class _ClientBase(Generic[_H, _O, _P, _S, _L]):
     """Configuration, request building, the retry policy and response parsing: everything
     but the I/O, which `Ringside` and `AsyncRingside` each do their own way.
 
@@ -1162,14 +1241,14 @@ class _ClientBase(Generic[_H, _O, _P, _S]):
     """
 
     _http_class: type[_H]
-    chat: Chat[_O, _P, _S]
-    embeddings: Embeddings[_O, _P, _S]
-    models: Models[_O, _P, _S]
-    customers: Customers[_O, _P, _S]
-    wallets: Wallets[_O, _P, _S]
-    usage: Usage[_O, _P, _S]
-    requests: Requests[_O, _P, _S]
-    keys: Keys[_O, _P, _S]
+    chat: Chat[_O, _P, _S, _L]
+    embeddings: Embeddings[_O, _P, _S, _L]
+    models: Models[_O, _P, _S, _L]
+    customers: Customers[_O, _P, _S, _L]
+    wallets: Wallets[_O, _P, _S, _L]
+    usage: Usage[_O, _P, _S, _L]
+    requests: Requests[_O, _P, _S, _L]
+    keys: Keys[_O, _P, _S, _L]
 
     def __init__(
         self,
@@ -1214,7 +1293,9 @@ class _ClientBase(Generic[_H, _O, _P, _S]):
         if call.body is not None:
             content = _encode(call.body).encode()
             headers["Content-Type"] = "application/json"
-        if call.stream:
+        if call.accept:
+            headers["Accept"] = call.accept
+        elif call.stream:
             headers["Accept"] = "text/event-stream"
         timeout = call.timeout if call.timeout is not None else self.timeout
         return self._http.build_request(
@@ -1301,7 +1382,7 @@ class _ClientBase(Generic[_H, _O, _P, _S]):
         return RingsideObject(data, extras)
 
 
-class Ringside(_ClientBase[httpx.Client, RingsideObject, Page, Stream]):
+class Ringside(_ClientBase[httpx.Client, RingsideObject, Page, Stream, Iterator[str]]):
     """The blocking client. Use as a context manager, or call `close()` when done."""
 
     _http_class = httpx.Client
@@ -1339,6 +1420,11 @@ class Ringside(_ClientBase[httpx.Client, RingsideObject, Page, Stream]):
         self._raise_for_status(response)
         return Stream(response, self.base_url)
 
+    def _lines(self, call: _Call) -> Iterator[str]:
+        response = self._send(call)
+        self._raise_for_status(response)  # an error answer was read (and closed) by _send
+        return _iter_lines(response)
+
     def health(self) -> RingsideObject:
         """GET /healthz (no key needed)."""
         return self._object(_Call("GET", "/healthz"))
@@ -1360,6 +1446,7 @@ class AsyncRingside(
         Coroutine[Any, Any, RingsideObject],
         Coroutine[Any, Any, AsyncPage],
         Coroutine[Any, Any, AsyncStream],
+        Coroutine[Any, Any, AsyncIterator[str]],
     ]
 ):
     """The asyncio twin of `Ringside`: the same resources and arguments, every call awaited.
@@ -1406,6 +1493,11 @@ class AsyncRingside(
         response = await self._send(call)
         self._raise_for_status(response)
         return AsyncStream(response, self.base_url)
+
+    async def _lines(self, call: _Call) -> AsyncIterator[str]:
+        response = await self._send(call)
+        self._raise_for_status(response)
+        return _aiter_lines(response)
 
     async def health(self) -> RingsideObject:
         """GET /healthz (no key needed)."""

@@ -17,6 +17,7 @@ from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
 from gateway.services.plans import PlanService
 from gateway.services.snapshots import SnapshotService
+from gateway.services.statements import StatementService
 from gateway.services.usage import UsageService
 from gateway.services.wallets import WalletService
 from gateway.stripe_sync import StripeSyncService
@@ -33,6 +34,7 @@ class Services:
     keys: KeyService
     wallets: WalletService
     usage: UsageService
+    statements: StatementService
     idempotency: Idempotency
     webhooks: WebhookService
     stripe: StripeSyncService

@@ -35,6 +35,7 @@ from gateway.services.customers import CustomerService
 from gateway.services.keys import KeyService
 from gateway.services.plans import PlanService
 from gateway.services.snapshots import SnapshotService
+from gateway.services.statements import StatementService
 from gateway.services.usage import UsageService
 from gateway.services.wallets import WalletService
 from gateway.stripe_sync import StripeSyncService
@@ -223,6 +224,7 @@ def build_gateway(
         keys=KeyService(db, bus, admin_key, clock),
         wallets=WalletService(ledger, idempotency, bus),
         usage=UsageService(db, ledger),
+        statements=StatementService(db, ledger, clock),
         idempotency=idempotency,
         webhooks=webhooks,
         stripe=stripe,

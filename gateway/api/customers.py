@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response, delete, get, patch, post
 
 from gateway.api.common import actor, json_body, json_response, query, services, stored_response
+from gateway.api.usage import csv_stream, wants_csv
 from gateway.services.validation import limit as parse_limit
 
 
@@ -99,6 +100,21 @@ async def get_wallet(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(await services(request).wallets.retrieve(customer_ref, n))
 
 
+@get(
+    "/v1/customers/{customer_ref:str}/statement",
+    tags=["statements"],
+    summary="A month's statement: balances, top-ups, usage by model and day (CSV too)",
+)
+async def get_statement(request: Request[Any, Any, Any]) -> Response[Any]:
+    customer_ref = request.path_params["customer_ref"]
+    month = request.query_params.get("month")
+    statements = services(request).statements
+    if wants_csv(request):
+        lines = await statements.csv(customer_ref, month)
+        return csv_stream(lines, "statement.csv")
+    return json_response(await statements.statement(customer_ref, month))
+
+
 ROUTES = [
     create_customer,
     list_customers,
@@ -107,4 +123,5 @@ ROUTES = [
     archive_customer,
     topup_wallet,
     get_wallet,
+    get_statement,
 ]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import io
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from gateway.clock import iso_ms, to_ms
-from gateway.db.database import Database
+from gateway.db.database import Database, tuples
 from gateway.db.models import RequestLog
 from gateway.errors import InvalidRequest
-from gateway.ledger import Ledger, nanos_to_json
+from gateway.ledger import Ledger, nanos_to_json, nanos_to_text
 from gateway.services import validation as v
 from gateway.services.pagination import keyset_page
 
@@ -20,6 +22,55 @@ GROUPS = ("day", "model", "customer")
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 REQUEST_STATUSES = ("ok", "error", "refused", "cut")
+
+# CSV (Accept: text/csv). /v1/usage: one row per breakdown group (the group's column
+# first), or one totals row without group_by; the columns are the JSON answer's keys.
+USAGE_GROUP_COLUMNS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "total_cost_usd",
+    "total_price_usd",
+    "margin_usd",
+)
+USAGE_TOTAL_COLUMNS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "total_cost_usd",
+    "total_price_usd",
+    "margin_usd",
+)
+# /v1/requests: one row per request, newest first; the keys of a JSON request but `object`.
+REQUEST_COLUMNS = (
+    "id",
+    "customer_id",
+    "model",
+    "provider",
+    "endpoint",
+    "stream",
+    "status",
+    "http_status",
+    "error_code",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "price_usd",
+    "margin_usd",
+    "held_usd",
+    "over_hold",
+    "latency_ms",
+    "created",
+    "created_at",
+)
+# Rows per read of a CSV export: the memory an export holds, whatever its length.
+CSV_PAGE = 1000
+CSV_USAGE_CHUNK = 1000
 
 
 def parse_time(value: str | None, name: str, *, end: bool) -> tuple[datetime | None, bool]:
@@ -236,6 +287,29 @@ def usage_sql(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """A validated /v1/usage query."""
+
+    customer_id: str | None
+    since: datetime | None
+    until: datetime | None
+    group_by: str | None
+
+    @property
+    def label(self) -> str:
+        """The breakdown's group key as the API names it."""
+        return "customer_id" if self.group_by == "customer" else str(self.group_by)
+
+    def group_value(self, key: Any) -> str | None:
+        # The model id /v1/models and /v1/requests use.
+        return (f"fc:{key}" if self.group_by == "model" else key) or None
+
+
+def _sort_key(group: tuple[str | None, list[int]]) -> str:
+    return str(group[0] or "")
+
+
 class UsageService:
     def __init__(self, db: Database, ledger: Ledger) -> None:
         self.db = db
@@ -252,7 +326,7 @@ class UsageService:
             return None
         return self.ledger.resolve_customer(ref).id
 
-    def usage_sync(self, params: dict[str, str | None]) -> dict[str, Any]:
+    def _usage_query(self, params: dict[str, str | None]) -> UsageQuery:
         customer_id = self._customer_id(params.get("customer_id") or params.get("customer"))
         since, _ = parse_time(params.get("since"), "since", end=False)
         until, _ = parse_time(params.get("until"), "until", end=True)
@@ -261,34 +335,48 @@ class UsageService:
         group_by = params.get("group_by")
         if group_by is not None and group_by not in GROUPS:
             raise InvalidRequest("group_by must be day, model or customer.", param="group_by")
-        plan = plan_usage(since, until)
+        return UsageQuery(customer_id, since, until, group_by)
+
+    def _groups_sync(
+        self, params: dict[str, str | None]
+    ) -> tuple[UsageQuery, list[tuple[str | None, list[int]]]]:
+        """The query and its groups, (group value, SUMS) sorted as the breakdown is, from
+        one statement; without group_by, one group (or none) holding the totals."""
+        q = self._usage_query(params)
+        plan = plan_usage(q.since, q.until)
+        groups = [
+            (q.group_value(key), [int(x or 0) for x in sums])
+            for key, *sums in self._sums(plan, q.customer_id, q.group_by)
+        ]
+        if q.group_by:
+            groups.sort(key=_sort_key)
+        return q, groups
+
+    def usage_sync(self, params: dict[str, str | None]) -> dict[str, Any]:
+        q, groups = self._groups_sync(params)
         totals = [0] * len(SUMS)
         breakdown: list[dict[str, Any]] = []
-        label = "customer_id" if group_by == "customer" else str(group_by)
-        for key, *sums in self._sums(plan, customer_id, group_by):
-            values = [int(x or 0) for x in sums]
+        for value, values in groups:
             for i, x in enumerate(values):
                 totals[i] += x
-            if group_by:
+            if q.group_by:
                 requests, input_tokens, output_tokens, _, _, cost, price = values
                 breakdown.append(
                     {
-                        # The model id /v1/models and /v1/requests use.
-                        label: (f"fc:{key}" if group_by == "model" else key) or None,
+                        q.label: value,
                         "requests": requests,
                         "input_tokens": input_tokens,
                         "output_tokens": output_tokens,
                         **_money(cost, price),
                     }
                 )
-        breakdown.sort(key=lambda g: str(g[label] or ""))
         requests, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, price = totals
         return {
             "object": "usage",
-            "customer_id": customer_id,
-            "since": since.isoformat().replace("+00:00", "Z") if since else None,
-            "until": until.isoformat().replace("+00:00", "Z") if until else None,
-            "group_by": group_by,
+            "customer_id": q.customer_id,
+            "since": q.since.isoformat().replace("+00:00", "Z") if q.since else None,
+            "until": q.until.isoformat().replace("+00:00", "Z") if q.until else None,
+            "group_by": q.group_by,
             "requests": requests,
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,
@@ -297,6 +385,36 @@ class UsageService:
             **_money(cost, price),
             "breakdown": breakdown,
         }
+
+    async def usage_csv(self, params: dict[str, str | None]) -> AsyncIterator[bytes]:
+        """/v1/usage as CSV: a header row, then one row per breakdown group (the group's
+        column first, then USAGE_GROUP_COLUMNS), or without group_by one row of totals
+        (USAGE_TOTAL_COLUMNS). The groups come from one statement, as the JSON answer's
+        do: the memory is one row per day, model or customer, never one per call. Bad
+        parameters raise here, before the first byte."""
+        q, groups = await self.db.read(self._groups_sync, params)
+
+        async def lines() -> AsyncIterator[bytes]:
+            out = _CsvBuffer()
+            if not q.group_by:
+                totals = [0] * len(SUMS)
+                for _, values in groups:
+                    totals = [a + b for a, b in zip(totals, values, strict=True)]
+                *counts, cost, price = totals
+                out.row(USAGE_TOTAL_COLUMNS)
+                out.row([*counts, *_money_cells(cost, price)])
+                yield out.flush()
+                return
+            out.row((q.label, *USAGE_GROUP_COLUMNS))
+            for i, (value, values) in enumerate(groups, 1):
+                requests, input_tokens, output_tokens, _, _, cost, price = values
+                counts = [requests, input_tokens, output_tokens]
+                out.row([value or "", *counts, *_money_cells(cost, price)])
+                if i % CSV_USAGE_CHUNK == 0:
+                    yield out.flush()
+            yield out.flush()
+
+        return lines()
 
     def _sums(
         self, plan: UsagePlan, customer_id: str | None, group_by: str | None
@@ -307,37 +425,155 @@ class UsageService:
         rows: list[tuple[Any, ...]] = execute_sql(sql, params).fetchall()
         return rows
 
-    def requests_sync(self, params: dict[str, str | None]) -> dict[str, Any]:
+    def _request_filters(self, params: dict[str, str | None]) -> list[Any]:
+        """The /v1/requests filters as conditions on the request log (validated)."""
         R = RequestLog
-        limit = v.limit(params.get("limit"), default=50, maximum=500)
-        q = R.select()
+        where: list[Any] = []
         customer_id = self._customer_id(params.get("customer_id") or params.get("customer"))
         if customer_id:
-            q = q.where(R.customer_id == customer_id)
+            where.append(R.customer_id == customer_id)
         model = params.get("model")
         if model:
             name = model.removeprefix("fc:")
             provider, _, bare = name.partition("/")
-            q = (
-                q.where(R.provider == provider, R.model == bare)
-                if bare
-                else q.where(R.model == name)
-            )
+            if bare:
+                where += [R.provider == provider, R.model == bare]
+            else:
+                where.append(R.model == name)
         status = params.get("status")
         if status:
             if status not in REQUEST_STATUSES:
                 raise InvalidRequest(
                     f"status must be one of {', '.join(REQUEST_STATUSES)}.", param="status"
                 )
-            q = q.where(R.status == status)
+            where.append(R.status == status)
         since, _ = parse_time(params.get("since"), "since", end=False)
         until, _ = parse_time(params.get("until"), "until", end=True)
         if since:
-            q = q.where(R.created_ms >= to_ms(since))
+            where.append(R.created_ms >= to_ms(since))
         if until:
-            q = q.where(R.created_ms < to_ms(until))
+            where.append(R.created_ms < to_ms(until))
+        return where
+
+    def requests_sync(self, params: dict[str, str | None]) -> dict[str, Any]:
+        R = RequestLog
+        limit = v.limit(params.get("limit"), default=50, maximum=500)
+        where = self._request_filters(params)
+        q = R.select().where(*where) if where else R.select()
         page = keyset_page(q, R.id, limit=limit, starting_after=params.get("starting_after"))
         return page.map(request_to_api).to_api("/v1/requests")
+
+    async def requests_csv(self, params: dict[str, str | None]) -> AsyncIterator[bytes]:
+        """/v1/requests as CSV: a header row (REQUEST_COLUMNS), then every matching request,
+        newest first, read CSV_PAGE rows at a time by keyset on the id, so an export of any
+        length holds one page in memory. `starting_after` resumes after an id; `limit` is
+        not used (the CSV is every match). Rows logged after the export began are not in
+        it. Bad filters raise here, before the first byte."""
+        where = await self.db.read(self._request_filters, params)
+        first = await self.db.read(
+            _request_rows_sync, where, params.get("starting_after") or None, CSV_PAGE
+        )
+
+        async def lines() -> AsyncIterator[bytes]:
+            out = _CsvBuffer()
+            out.row(REQUEST_COLUMNS)
+            rows = first
+            while True:
+                out.rows(_request_cells(r) for r in rows)
+                yield out.flush()
+                if len(rows) < CSV_PAGE:
+                    return
+                rows = await self.db.read(_request_rows_sync, where, rows[-1][0], CSV_PAGE)
+
+        return lines()
+
+
+_REQUEST_FIELDS = (
+    RequestLog.id,
+    RequestLog.customer_id,
+    RequestLog.provider,
+    RequestLog.model,
+    RequestLog.endpoint,
+    RequestLog.stream,
+    RequestLog.status,
+    RequestLog.http_status,
+    RequestLog.error_code,
+    RequestLog.input_tokens,
+    RequestLog.cached_tokens,
+    RequestLog.cache_write_tokens,
+    RequestLog.output_tokens,
+    RequestLog.reasoning_tokens,
+    RequestLog.cost_nanos,
+    RequestLog.price_nanos,
+    RequestLog.held_nanos,
+    RequestLog.over_hold,
+    RequestLog.latency_ms,
+    RequestLog.created_ms,
+)
+
+
+def _request_rows_sync(where: list[Any], after: str | None, n: int) -> list[tuple[Any, ...]]:
+    """Up to `n` request-log rows (_REQUEST_FIELDS) older than the id `after`, newest first."""
+    R = RequestLog
+    q = R.select(*_REQUEST_FIELDS)
+    conditions = [*where, R.id < after] if after else where
+    if conditions:
+        q = q.where(*conditions)
+    return tuples(q.order_by(R.id.desc()).limit(n))
+
+
+def _request_cells(row: Sequence[Any]) -> list[Any]:
+    """A request-log row as CSV cells: what the JSON answer says, as text."""
+    (rid, customer_id, provider, model, endpoint, stream, status, http_status, error_code) = row[:9]
+    tokens = row[9:14]
+    cost, price, held, over_hold, latency_ms, created_ms = row[14:]
+    return [
+        rid,
+        customer_id or "",
+        f"fc:{provider}/{model}",
+        provider,
+        endpoint,
+        _bool(stream),
+        status,
+        http_status,
+        error_code or "",
+        *tokens,
+        *_money_cells(cost, price),
+        nanos_to_text(held),
+        _bool(over_hold),
+        latency_ms,
+        created_ms // 1000,
+        iso_ms(created_ms),
+    ]
+
+
+def _bool(value: Any) -> str:
+    return "true" if value else "false"
+
+
+def _money_cells(cost: int, price: int) -> list[str]:
+    """cost, price and margin as exact decimal text (never a float)."""
+    return [nanos_to_text(cost), nanos_to_text(price), nanos_to_text(price - cost)]
+
+
+class _CsvBuffer:
+    """CSV rows written to a buffer and taken out as bytes, a chunk at a time."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer)
+
+    def row(self, cells: Iterable[Any]) -> None:
+        self._writer.writerow(cells)
+
+    def rows(self, rows: Iterable[Iterable[Any]]) -> None:
+        self._writer.writerows(rows)
+
+    def flush(self) -> bytes:
+        out = self._buffer.getvalue().encode()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        return out
 
 
 def request_to_api(r: RequestLog) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.api.contract import models as m
+from gateway.api.contract import statement_models as sm
 from gateway.api.contract.spec import Link, Op, Param
 
 PAGE = (
@@ -94,6 +95,7 @@ _ANSWER = {
     "additionalProperties": True,
 }
 _SSE = {"text/event-stream": {"type": "string", "description": "Server-sent events"}}
+_CSV = {"text/csv": {"type": "string", "description": "CSV, header row first (Accept: text/csv)"}}
 
 OPS: list[Op] = [
     # ---------------------------------------------------------------- health
@@ -404,7 +406,8 @@ OPS: list[Op] = [
         "GET",
         "/v1/usage",
         "getUsage",
-        "Usage totals, optionally broken down by day, model or customer",
+        "Usage totals, optionally broken down by day, model or customer (CSV: one row per "
+        "group, or the totals)",
         "usage",
         "read",
         m.Usage,
@@ -420,12 +423,13 @@ OPS: list[Op] = [
             ),
         ),
         errors=(404,),
+        extra_content=_CSV,
     ),
     Op(
         "GET",
         "/v1/requests",
         "listRequests",
-        "The per-request log, newest first",
+        "The per-request log, newest first (CSV: every matching request, streamed)",
         "usage",
         "read",
         m.RequestList,
@@ -444,6 +448,31 @@ OPS: list[Op] = [
             PAGE[1],
         ),
         errors=(404,),
+        extra_content=_CSV,
+    ),
+    # ---------------------------------------------------------------- statements
+    Op(
+        "GET",
+        "/v1/customers/{customer_ref}/statement",
+        "getStatement",
+        "A month's statement: opening balance, top-ups, usage by model and day, wallet "
+        "debits, closing balance (CSV: one row per day)",
+        "statements",
+        "read",
+        sm.Statement,
+        params=(
+            CUSTOMER_REF,
+            Param(
+                "month",
+                "query",
+                "A UTC month, YYYY-MM (1970-01 to 9998-12); default: this month",
+                {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}$"},
+            ),
+        ),
+        extra_content=_CSV,
+        description="Reconciles to the nano-dollar: closing_balance_usd = opening_balance_usd "
+        "+ topups_usd + adjustments_usd - wallet_debits_usd, and `usage` equals /v1/usage "
+        "for the customer over the month.",
     ),
     # ---------------------------------------------------------------- audit
     Op(
