@@ -13,6 +13,7 @@ from gateway.db.models import ApiKey, AuditEntry, Customer, Plan, WalletTransact
 from gateway.ledger import (
     BudgetCrossed,
     EventFacts,
+    Forecast,
     RateLimited,
     WalletCrossed,
     WalletToppedUp,
@@ -91,6 +92,28 @@ def _usd_float(nanos: int | None) -> float | None:
     return None if nanos is None else float(nanos_to_decimal(nanos))
 
 
+def forecast_to_api(f: Forecast) -> dict[str, Any]:
+    """A customer's spend forecast: RFC 3339 times and exact USD, each null as
+    `gateway.ledger.forecast` says (all of them while there is under a day of traffic)."""
+    return {
+        "budget_exhausted_at": iso_ms(f.budget_exhausted_ms),
+        "wallet_empty_at": iso_ms(f.wallet_empty_ms),
+        "month_end_cost_usd": nanos_to_json(f.month_end_cost_nanos),
+        "month_end_price_usd": nanos_to_json(f.month_end_price_nanos),
+    }
+
+
+def forecast_event_payload(f: Forecast) -> dict[str, Any]:
+    """The forecast as embedded in `wallet.low` / `budget.warning` (plain JSON types, like
+    the rest of an event's data)."""
+    return {
+        "budget_exhausted_at": iso_ms(f.budget_exhausted_ms),
+        "wallet_empty_at": iso_ms(f.wallet_empty_ms),
+        "month_end_cost_usd": _usd_float(f.month_end_cost_nanos),
+        "month_end_price_usd": _usd_float(f.month_end_price_nanos),
+    }
+
+
 def customer_event_payload(c: Customer) -> dict[str, Any]:
     """The customer as embedded in event payloads (plain JSON types, stored in the event row)."""
     return {
@@ -120,9 +143,13 @@ def event_data(customer: Customer, facts: EventFacts) -> dict[str, Any]:
         data["share"] = float(Decimal(spent) / Decimal(cap)) if cap else None
         if facts.warning_share is not None:
             data["warning_share"] = float(facts.warning_share)
+        if facts.forecast is not None:
+            data["forecast"] = forecast_event_payload(facts.forecast)
     elif isinstance(facts, WalletCrossed):
         data["balance_usd"] = _usd_float(facts.balance_nanos)
         data["low_balance_threshold_usd"] = _usd_float(facts.low_balance_threshold_nanos)
+        if facts.forecast is not None:
+            data["forecast"] = forecast_event_payload(facts.forecast)
     elif isinstance(facts, WalletToppedUp):
         data["amount_usd"] = _usd_float(facts.amount_nanos)
         data["balance_usd"] = _usd_float(facts.balance_nanos)

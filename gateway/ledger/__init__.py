@@ -8,7 +8,8 @@ data), `reserve.py`, `settle.py`, `crossings.py` (threshold events and their fla
 `wallets.py`, `expiry.py` (hold renewal and sweeping), `accounts.py` (customer, budget and
 wallet rows), `refusals.py` (the 402s), `events.py` (recording events for the outbox),
 `sql.py` (the hot-path statements), `spool.py`, `holds.py` (`HoldKeeper`),
-`idempotency.py`, `prices.py`, `bounds.py`, `amounts.py`.
+`idempotency.py`, `prices.py`, `bounds.py`, `amounts.py`, `forecast.py` (the spend
+forecast).
 """
 
 from gateway.ledger.amounts import (
@@ -30,6 +31,7 @@ from gateway.ledger.events import (
     WalletCrossed,
     WalletToppedUp,
 )
+from gateway.ledger.forecast import Forecast, read_forecast, spend_forecast
 from gateway.ledger.holds import HoldKeeper
 from gateway.ledger.idempotency import Idempotency, StoredResponse
 from gateway.ledger.ledger import Ledger
@@ -52,6 +54,7 @@ __all__ = [
     "Endpoint",
     "EventFacts",
     "EventOutbox",
+    "Forecast",
     "HoldKeeper",
     "Idempotency",
     "Ledger",
@@ -74,5 +77,7 @@ __all__ = [
     "nanos_to_json",
     "nanos_to_text",
     "parse_usd",
+    "read_forecast",
+    "spend_forecast",
     "usd_to_nanos",
 ]

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from gateway.db.models import Customer, Event
 from gateway.event_types import EventType, event_to_payload
 from gateway.ids import new_id
+from gateway.ledger.forecast import Forecast
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class BudgetCrossed:
     budget_nanos: int  # the customer's cap (0 if it has none any more)
     spent_nanos: int
     warning_share: Decimal | None = None  # budget.warning only
+    forecast: Forecast | None = None  # budget.warning only
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class WalletCrossed:
 
     balance_nanos: int
     low_balance_threshold_nanos: int | None
+    forecast: Forecast | None = None  # wallet.low only
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from gateway.errors import CustomerExists, InvalidRequest, PlanNotFound
 from gateway.events import EventBus
 from gateway.ids import new_id
 from gateway.jsoncodec import encode
-from gateway.ledger import Idempotency, Ledger, StoredResponse
-from gateway.serializers import customer_to_api
+from gateway.ledger import Forecast, Idempotency, Ledger, StoredResponse, read_forecast
+from gateway.serializers import customer_to_api, forecast_to_api
 from gateway.services import validation as v
 from gateway.services.pagination import Page, keyset_page
 from gateway.services.plans import resolve_plan
@@ -238,7 +238,21 @@ class CustomerService:
         return self._to_api(row)
 
     def _retrieve_sync(self, ref: str) -> dict[str, Any]:
-        return self._to_api(self.ledger.resolve_customer(ref))
+        """The customer with its spend forecast. Only the single retrieve carries the
+        forecast: it reads the customer's rollups, which a list must not do per row."""
+        row = self.ledger.resolve_customer(ref)
+        out = self._to_api(row)
+        out["forecast"] = forecast_to_api(self._forecast_sync(row.id))
+        return out
+
+    def _forecast_sync(self, customer_id: str) -> Forecast:
+        _, terms = self.ledger.customer_on_terms(customer_id)
+        return read_forecast(
+            customer_id,
+            to_ms(self.clock()),
+            budget_nanos=terms.monthly_budget_nanos,
+            prepaid=terms.prepaid,
+        )
 
     def _update_sync(self, ref: str, body: Any, actor: Actor = SYSTEM) -> dict[str, Any]:
         body = v.require_object(body)

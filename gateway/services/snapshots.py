@@ -37,6 +37,7 @@ from gateway.db.models import (
     Wallet,
     WalletTransaction,
 )
+from gateway.ledger import Forecast, read_forecast
 from gateway.terms import RateLimits, Terms, resolve_terms
 
 # Closed days are re-aggregated at most this often, so a settlement that lands just
@@ -307,6 +308,7 @@ class CustomerDetail:
     requests: list[RequestRow]
     transactions: list[TransactionRow]
     terms: Terms | None = None  # the effective terms, with their sources and plan
+    forecast: Forecast | None = None  # the spend forecast (`gateway.ledger.forecast`)
 
 
 # ---------------------------------------------------------------------------- reader
@@ -859,6 +861,12 @@ class SnapshotReader:
             requests=self.requests(50, customer_id=customer_id),
             transactions=txns,
             terms=resolve_terms(c, plan),
+            forecast=read_forecast(
+                customer_id,
+                to_ms(now),
+                budget_nanos=rows[0].budget_nanos,
+                prepaid=rows[0].prepaid,
+            ),
         )
 
     # ------------------------------------------------------------------ keys

@@ -1,5 +1,5 @@
-"""Customer detail: terms and plan, live rate-limit use, usage by model and by day, wallet
-history, the latest audit entries (who changed what), recent requests."""
+"""Customer detail: terms and plan, the spend forecast, live rate-limit use, usage by model
+and by day, wallet history, the latest audit entries (who changed what), recent requests."""
 
 from __future__ import annotations
 
@@ -222,6 +222,57 @@ def describe_terms(d: CustomerDetail, rate: ApiDict | None) -> str:
     return "\n".join(lines)
 
 
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+
+def in_about(delta_ms: int) -> str:
+    """'now', 'in ~40 min', 'in ~5 hours', 'in ~3 days' (rounded to the nearest unit)."""
+    if delta_ms <= 0:
+        return "now"
+    if delta_ms < HOUR_MS:
+        return f"in ~{max(1, (delta_ms + MINUTE_MS // 2) // MINUTE_MS)} min"
+    if delta_ms < 2 * DAY_MS:
+        hours = (delta_ms + HOUR_MS // 2) // HOUR_MS
+        return f"in ~{hours} hour{'' if hours == 1 else 's'}"
+    return f"in ~{(delta_ms + DAY_MS // 2) // DAY_MS} days"
+
+
+def describe_forecast(d: CustomerDetail) -> str | None:
+    """'Forecast: wallet empty in ~3 days · budget exhausted ~Apr 19 · month end ≈ $12.40
+    cost / $18.60 price', or why there is none yet."""
+    f = d.forecast
+    if f is None:
+        return None
+    if not f.known:
+        return "Forecast: [dim]not enough history yet (less than a day of traffic)[/dim]"
+    c = d.customer
+    parts = []
+    if c.wallet_nanos is not None and c.prepaid:
+        if f.wallet_empty_ms is not None:
+            when = in_about(f.wallet_empty_ms - f.now_ms)
+            style = "bold red" if f.wallet_empty_ms - f.now_ms < DAY_MS else "bold"
+            parts.append(f"wallet empty [{style}]{when}[/]")
+        elif f.price_nanos_per_hour:
+            parts.append("wallet lasts over a year")
+        else:
+            parts.append("wallet not draining")
+    if c.budget_nanos is not None:
+        if f.budget_exhausted_ms is None:
+            parts.append("budget lasts the month")
+        elif f.budget_exhausted_ms <= f.now_ms:
+            parts.append("budget exhausted [bold red]now[/]")
+        else:
+            day = datetime.fromtimestamp(f.budget_exhausted_ms / 1000, UTC)
+            parts.append(f"budget exhausted [bold]~{day:%b} {day.day}[/]")
+    parts.append(
+        f"month end ≈ {cells.usd_text(f.month_end_cost_nanos)} cost / "
+        f"{cells.usd_text(f.month_end_price_nanos)} price"
+    )
+    return "Forecast: " + " · ".join(parts)
+
+
 def describe(d: CustomerDetail, warning_share: Decimal, rate: ApiDict | None = None) -> str:
     c = d.customer
     t = d.terms
@@ -251,6 +302,7 @@ def describe(d: CustomerDetail, warning_share: Decimal, rate: ApiDict | None = N
         f"price {cells.usd_text(c.mtd_price_nanos)} · margin {cells.usd_text(c.margin_nanos)}"
         + (f" · Stripe {d.stripe_customer_id}" if d.stripe_customer_id else "")
         + "\n"
+        + (f"{forecast}\n" if (forecast := describe_forecast(d)) is not None else "")
         + describe_terms(d, rate)
     )
 

@@ -63,7 +63,8 @@ class FrozenClock:
 
 
 def _seed_usage(rt: Runtime, ids: dict[str, str]) -> None:
-    """Deterministic usage: daily rollups this month, a request log for the last minutes."""
+    """Deterministic usage: daily rollups this month, a request log for the last minutes
+    (and Umbrella's first call, on the 1st)."""
     assert rt.gateway is not None
     db = rt.gateway.db
     now_ms = to_ms(NOW)
@@ -130,6 +131,24 @@ def _seed_usage(rt: Runtime, ids: dict[str, str]) -> None:
                     latency_ms=180 + 37 * i if status != "refused" else 0,
                     created_ms=now_ms - (36 - i) * 1700,
                 ).execute()
+            # Umbrella's first call, on the 1st: two weeks of history, so its detail shows
+            # a spend forecast (none is given under a day of traffic).
+            model, _, cost, markup = plan["umbrella"]
+            RequestLog.insert(
+                id=f"req_{99:025d}",
+                customer_id=ids["umbrella"],
+                provider=model.split("/")[0],
+                model=model.split("/")[1],
+                endpoint="chat",
+                status="ok",
+                http_status=200,
+                input_tokens=400,
+                output_tokens=150,
+                cost_nanos=cost,
+                price_nanos=cost * markup // 100,
+                latency_ms=210,
+                created_ms=to_ms(NOW.replace(day=1, hour=9)),
+            ).execute()
 
     db.run_sync(write)
 

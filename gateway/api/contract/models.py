@@ -186,6 +186,22 @@ class BudgetSummary(Struct, kw_only=True):
     remaining_usd: Usd | None
 
 
+class Forecast(Struct, kw_only=True):
+    """From the last 7 days' burn, weighted to the recent past; every field null while the
+    customer has less than one day of traffic."""
+
+    budget_exhausted_at: Annotated[
+        Rfc3339 | None,
+        Meta(description="When spent + held reaches the monthly budget; null: not this month"),
+    ]
+    wallet_empty_at: Annotated[
+        Rfc3339 | None,
+        Meta(description="When the available balance reaches 0; null: not prepaid, no burn"),
+    ]
+    month_end_cost_usd: Usd | None
+    month_end_price_usd: Usd | None
+
+
 class Customer(Struct, kw_only=True):
     id: str
     object: Literal["customer"]
@@ -209,6 +225,9 @@ class Customer(Struct, kw_only=True):
     effective: Effective
     budget: BudgetSummary
     wallet: WalletSummary | None = None
+    forecast: Annotated[
+        Forecast | None, Meta(description="GET /v1/customers/{id} only: the spend forecast")
+    ] = None
 
 
 class CustomerList(Struct, kw_only=True):
