@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway.config import Settings
 from gateway.db.database import Database

@@ -4,17 +4,22 @@ Each crossing fires once: a flag on the budget row (`warned`, `exceeded`, per mo
 on the wallet (`low_armed`, `empty_armed`) is flipped by one guarded UPDATE, and only the
 writer whose UPDATE changed the row records the event. Top-ups and cap changes re-arm
 the crossings they put back ahead. All of it runs inside the money transaction.
+`wallet.low` and `budget.warning` carry the customer's spend forecast (`forecast.py`),
+read in that transaction only when the crossing fires.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from gateway.clock import day_of, from_ms
 from gateway.db.models import BudgetPeriod, Customer, Wallet
 from gateway.event_types import EventType
 from gateway.ledger.accounts import Accounts
 from gateway.ledger.events import BudgetCrossed, EventRecorder, Payloads, WalletCrossed
+from gateway.ledger.forecast import Forecast, read_forecast
 from gateway.ledger.refusals import Refusal
 from gateway.ledger.spool import SettleRecord
 from gateway.ledger.sql import HotSql
@@ -42,17 +47,12 @@ class Crossings:
         exceed = not before.exceeded and spent >= cap
         if not (warn or exceed):
             return []  # the common case: no crossing, no extra reads
-        customer = self.accounts.customer(r.customer_id or "")
+        customer, _ = self.accounts.customer_on_terms(r.customer_id or "")  # effective terms
         events = []
         if warn and _claim_budget_flag(BudgetPeriod.warned, customer.id, before.period):
-            events.append(
-                self.recorder.record(
-                    EventType.BUDGET_WARNING,
-                    customer,
-                    self._budget_facts(customer, before.period, spent, warning=True),
-                    now_ms,
-                )
-            )
+            facts = self._budget_facts(customer, before.period, spent, warning=True)
+            facts = replace(facts, forecast=_forecast(r, customer.id, now_ms))
+            events.append(self.recorder.record(EventType.BUDGET_WARNING, customer, facts, now_ms))
         if exceed and _claim_budget_flag(BudgetPeriod.exceeded, customer.id, before.period):
             events.append(
                 self.recorder.record(
@@ -74,16 +74,15 @@ class Crossings:
         empty = wallet.empty_armed and after <= 0 < before
         if not (low or empty):
             return []
-        customer = self.accounts.customer(r.customer_id or "")
+        customer, _ = self.accounts.customer_on_terms(r.customer_id or "")  # effective terms
         events = []
         updates: dict[Any, Any] = {}
         if low:
             updates[Wallet.low_armed] = False
-            events.append(
-                self.recorder.record(
-                    EventType.WALLET_LOW, customer, _wallet_facts(customer, after), now_ms
-                )
+            facts = replace(
+                _wallet_facts(customer, after), forecast=_forecast(r, customer.id, now_ms)
             )
+            events.append(self.recorder.record(EventType.WALLET_LOW, customer, facts, now_ms))
         if empty:
             updates[Wallet.empty_armed] = False
             events.append(
@@ -170,6 +169,22 @@ def armed_after_topup(
     return (
         wallet.low_armed or threshold is None or balance >= threshold,
         wallet.empty_armed or balance > 0,
+    )
+
+
+def _forecast(r: SettleRecord, customer_id: str, now_ms: int) -> Forecast:
+    """The customer's spend forecast as this settlement leaves it (its cost and price are
+    not in the daily rollups yet: settlement rolls them up after the crossings). Only a
+    crossing reads it, so a call that crosses nothing pays nothing for it."""
+    pending = None
+    if r.usage is not None:
+        pending = (day_of(from_ms(r.started_ms)), r.cost_nanos, r.price_nanos)
+    return read_forecast(
+        customer_id,
+        now_ms,
+        budget_nanos=r.budget_nanos,
+        prepaid=r.prepaid or r.wallet_hold_nanos > 0,
+        pending=pending,
     )
 
 

@@ -73,8 +73,11 @@ def resolve_terms(customer: CustomerSettings, plan: PlanSettings | None) -> Term
         has_plan,
     )
     markup, sources["markup"] = _pick(customer.markup, plan.markup if plan else None, has_plan)
+    # Without a plan the stored flag is the customer's own (rows from before plans, or
+    # written directly, may not have `prepaid_own` set).
+    own_prepaid = customer.prepaid_own or (not has_plan and bool(customer.prepaid))
     prepaid, sources["prepaid"] = _pick(
-        bool(customer.prepaid) if customer.prepaid_own else None,
+        bool(customer.prepaid) if own_prepaid else None,
         plan.prepaid if plan else None,
         has_plan,
     )

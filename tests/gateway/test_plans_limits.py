@@ -558,3 +558,22 @@ async def test_suspended_comes_before_allow_list_and_limits(app: Any) -> None:
     r = await app.post("/v1/chat/completions", json=call(model="fc:mock/mock-big"), headers=h)
     assert r.status_code == 403
     assert (await app.post("/v1/chat/completions", json=call(), headers=h)).status_code == 200
+
+
+async def test_budget_events_of_a_plan_customer_carry_the_plans_budget(app: Any) -> None:
+    p = await plan(app, monthly_budget_usd=0.00005)  # 50,000 nanos
+    cus = await customer(app, plan=p["id"])
+    h = admin({"FC-Customer": cus["id"]})
+    for _ in range(20):
+        r = await app.post("/v1/chat/completions", json=call(5, max_tokens=5), headers=h)
+        if r.status_code == 402:
+            break
+    events = list(
+        Event.select().where(
+            Event.customer_id == cus["id"], Event.type.in_(["budget.warning", "budget_exceeded"])
+        )
+    )
+    assert events, "the plan's budget never fired an event"
+    for e in events:
+        assert e.data["monthly_budget_usd"] == 0.00005
+        assert e.data["customer"]["monthly_budget_usd"] == 0.00005
