@@ -104,7 +104,13 @@ MAX_RETRY_AFTER_S = 60.0
 # failures are never charged; a ledger refusal is never forwarded). Only these make a
 # chat or embeddings call safe to send again.
 _UNCHARGED_PROXY_CODES = frozenset(
-    {"upstream_rate_limited", "upstream_error", "upstream_timeout", "ledger_unavailable"}
+    {
+        "upstream_rate_limited",
+        "upstream_error",
+        "upstream_timeout",
+        "ledger_unavailable",
+        "server_busy",  # refused at the connection, before the request reached Ringside
+    }
 )
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Transport errors raised before a single byte of the request left this process.
