@@ -16,6 +16,7 @@ A route sets it with `opt={"scope": ...}`; `auth_guard` also stamps each request
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
 from litestar.connection import ASGIConnection
@@ -72,6 +73,16 @@ async def authenticate(
     return principal
 
 
+def _client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The client's address as the server saw it (or as a trusted proxy said), only if it
+    is an IP address: the audit log never stores arbitrary header text as `ip`."""
+    host = connection.client.host if connection.client else None
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None
+
+
 def route_scope(handler: BaseRouteHandler, method: str, path: str) -> Scope | Literal["public"]:
     opt = handler.opt
     if opt.get("auth") == "public":
@@ -116,6 +127,6 @@ async def auth_guard(
         principal.kind,
         principal.key_id,
         request_id=request_id,
-        ip=connection.client.host if connection.client else None,
+        ip=_client_ip(connection),
         idempotency_key=connection.headers.get("idempotency-key"),
     )

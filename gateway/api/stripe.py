@@ -85,7 +85,7 @@ async def list_batches(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def resolve_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = await json_body(request)
     batch_id = request.path_params["batch_id"]
-    return json_response(await _service(request).resolve_batch(batch_id, body))
+    return json_response(await _service(request).resolve_batch(batch_id, body, actor(request)))
 
 
 ROUTES = [

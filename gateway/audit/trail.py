@@ -26,6 +26,7 @@ Action = Literal[
     "plan.updated",
     "plan.deleted",
     "stripe.sync",
+    "stripe.batch_resolved",
 ]
 # {field: [before, after]}. Money fields (named `*_usd`) hold integer nano-USD; the API
 # turns them back into exact USD numbers.

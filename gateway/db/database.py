@@ -80,6 +80,11 @@ def postgres_params(url: str) -> tuple[str, dict[str, Any]]:
     return unquote(parsed.path.lstrip("/")), params
 
 
+# Tables whose rows `Database.lock_row` may lock (read-modify-write of a JSON column, or a
+# row another transaction must not delete meanwhile).
+_LOCKABLE = frozenset({"customer", "plan"})
+
+
 class Database:
     _closed: bool
 
@@ -140,6 +145,19 @@ class Database:
         else:
             with self.peewee.atomic():
                 yield
+
+    def lock_row(self, table: str, row_id: str, *, shared: bool = False) -> bool:
+        """Inside a write transaction: lock one row by id until the transaction ends
+        (PostgreSQL `FOR UPDATE` / `FOR SHARE`; SQLite's BEGIN IMMEDIATE already serialises
+        writers). Whether the row exists. `table` is one of the models' table names."""
+        if table not in _LOCKABLE:
+            raise ValueError(f"cannot lock rows of {table!r}")
+        if self.is_sqlite:
+            sql, params = f'SELECT 1 FROM "{table}" WHERE id = ?', (row_id,)
+        else:
+            mode = "SHARE" if shared else "UPDATE"
+            sql, params = f'SELECT 1 FROM "{table}" WHERE id = %s FOR {mode}', (row_id,)
+        return self.peewee.execute_sql(sql, params).fetchone() is not None
 
     def _ensure_connection(self) -> None:
         if self.peewee.is_closed():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def duration(ms: int) -> str:
     """OpenAI's duration format: `20ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`."""
@@ -13,7 +15,7 @@ def duration(ms: int) -> str:
     if seconds < 60:
         text = f"{seconds:.3f}".rstrip("0").rstrip(".")
         return f"{text}s"
-    whole = round(seconds)
+    whole = math.ceil(seconds)  # never earlier than the window really resets
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -108,7 +108,17 @@ class AuditService:
         return Page([audit_to_api(e) for e in page.data], page.has_more)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
+    """A cell as text. A spreadsheet runs a cell starting with = + - @ as a formula, and an
+    idempotency key is the caller's own text: such a cell gets a leading apostrophe
+    (OWASP's advice for CSV injection)."""
     if isinstance(value, dict):
         return encode(value).decode()
-    return "" if value is None else value
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

@@ -165,6 +165,14 @@ class CustomerService:
         return await self.db.read(self._list_sync, params)
 
     # ------------------------------------------------------------------ sync bodies
+    def _attach_plan(self, body: dict[str, Any]) -> str | None:
+        """The plan `body["plan"]` names, share-locked until the transaction ends, so a
+        concurrent delete of that plan waits and then sees this customer on it (409)."""
+        plan_id = _plan_id(body)
+        if plan_id is not None and not self.db.lock_row("plan", plan_id, shared=True):
+            raise InvalidRequest(f"No plan with id '{plan_id}'.", param="plan")
+        return plan_id
+
     def _budget(self, body: dict[str, Any]) -> tuple[bool, int | None]:
         """(given, nanos) for monthly_budget_usd or its alias budget_usd."""
         has_monthly = "monthly_budget_usd" in body
@@ -195,7 +203,7 @@ class CustomerService:
         models = v.allowed_models(body)
         now = to_ms(self.clock())
         with self.db.tx():
-            plan_id = _plan_id(body)
+            plan_id = self._attach_plan(body)
             _refuse_anothers_id(external_id)
             if Customer.get_or_none(Customer.external_id == external_id) is not None:
                 raise CustomerExists(
@@ -260,6 +268,9 @@ class CustomerService:
         now = to_ms(self.clock())
         with self.db.tx():
             row = self.ledger.resolve_customer(ref)
+            # Lock, then read again: two PATCHes merging `limits` must not lose one.
+            self.db.lock_row("customer", row.id)
+            row = Customer.get_by_id(row.id)
             cap_before = self.ledger.customer_on_terms(row.id)[1].monthly_budget_nanos
             changes: dict[Any, Any] = {}
             if "external_id" in body:
@@ -281,7 +292,7 @@ class CustomerService:
             if given:
                 changes[Customer.monthly_budget_nanos] = budget
             if "plan" in body:
-                changes[Customer.plan_id] = _plan_id(body)
+                changes[Customer.plan_id] = self._attach_plan(body)
             if "limits" in body:
                 changes[Customer.limits] = (
                     v.rate_limits(body, "limits", base=row.limits or {})

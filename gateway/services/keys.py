@@ -174,7 +174,16 @@ class KeyService:
                 "key.created",
                 now,
                 target_id=row.id,
-                changes={"kind": [None, kind], "name": [None, name]},
+                changes={
+                    k: [None, v]
+                    for k, v in {
+                        "kind": kind,
+                        "name": name,
+                        "limits": limits,
+                        "expires_at": iso_ms(expires_ms) if expires_ms is not None else None,
+                    }.items()
+                    if v is not None
+                },
             )
         return key_to_api(row)
 

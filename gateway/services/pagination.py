@@ -51,7 +51,8 @@ def keyset_page(
     """
     for name, cursor in (("starting_after", starting_after), ("ending_before", ending_before)):
         if cursor and exists is not None and not exists(cursor):
-            raise InvalidRequest(f"{name} '{cursor}' is not a {kind} id.", param=name)
+            article = "an" if kind[:1] in "aeiou" else "a"
+            raise InvalidRequest(f"{name} '{cursor}' is not {article} {kind} id.", param=name)
     if starting_after:
         query = query.where(id_field < starting_after)
     if ending_before:

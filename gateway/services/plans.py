@@ -237,6 +237,8 @@ class PlanService:
         now = to_ms(self.clock())
         with self.db.tx():
             row = resolve_plan(ref)
+            self.db.lock_row("plan", row.id)  # then read again: merges never lose a limit
+            row = Plan.get_by_id(row.id)
             if "limits" in body:
                 values[Plan.limits] = (
                     v.rate_limits(body, "limits", base=row.limits or {})
@@ -279,6 +281,8 @@ class PlanService:
         now = to_ms(self.clock())
         with self.db.tx():
             row = resolve_plan(ref)
+            # Customers attaching this plan share-lock it: wait for them, then count.
+            self.db.lock_row("plan", row.id)
             in_use = _in_use(row.id)
             if in_use:
                 raise PlanInUse(

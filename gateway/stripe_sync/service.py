@@ -10,7 +10,7 @@ from typing import Any
 
 import peewee as pw
 
-from gateway.audit import SYSTEM, Actor
+from gateway.audit import SYSTEM, Actor, record
 from gateway.clock import Clock, iso_ms, to_ms, utcnow
 from gateway.config import StripeSettings
 from gateway.db.database import Database, tuples
@@ -377,12 +377,14 @@ class StripeSyncService:
             q = q.where(B.id < starting_after)
         return [batch_to_api(b) for b in q.order_by(B.id.desc()).limit(limit)]
 
-    async def resolve_batch(self, batch_id: str, body: Any) -> dict[str, Any]:
+    async def resolve_batch(
+        self, batch_id: str, body: Any, actor: Actor = SYSTEM
+    ) -> dict[str, Any]:
         """An operator's decision on a failed or uncertain batch: `pushed` (Stripe has it, or
         it was billed another way) or `resend` (Stripe certainly does not have it)."""
-        return await self.db.write(self._resolve_sync, batch_id, body)
+        return await self.db.write(self._resolve_sync, batch_id, body, actor)
 
-    def _resolve_sync(self, batch_id: str, body: Any) -> dict[str, Any]:
+    def _resolve_sync(self, batch_id: str, body: Any, actor: Actor) -> dict[str, Any]:
         if not isinstance(body, dict) or body.get("outcome") not in RESOLUTIONS:
             raise InvalidRequest('outcome must be "pushed" or "resend".', param="outcome")
         unknown = sorted(set(body) - {"outcome"})
@@ -416,7 +418,16 @@ class StripeSyncService:
                 StripeCustomerState.customer_id == batch.customer_id,
                 StripeCustomerState.last_error_batch_id == batch_id,
             ).execute()
-            return batch_to_api(StripeBatch.get_by_id(batch_id))
+            after = StripeBatch.get_by_id(batch_id)
+            record(
+                actor,
+                "stripe.batch_resolved",
+                now_ms,
+                target_id=batch_id,
+                customer_id=batch.customer_id,
+                changes={"state": [batch.state, after.state], "outcome": [None, body["outcome"]]},
+            )
+            return batch_to_api(after)
 
 
 def _carry_field(unit: Unit) -> str:

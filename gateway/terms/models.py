@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from functools import lru_cache
 
 MAX_PATTERN_LENGTH = 255
 
@@ -19,9 +17,30 @@ def valid_pattern(pattern: str) -> bool:
     return pattern == "*" or ("/" in pattern and not pattern.startswith("/"))
 
 
-@lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+def glob_match(pattern: str, text: str) -> bool:
+    """Whether `text` matches `pattern` (`*` = any run of characters, nothing else special).
+
+    The classic two-pointer match with one backtrack point: at most len(pattern) x
+    len(text) steps whatever the pattern, so a pattern full of `*` cannot stall the writer
+    thread that admits calls (a regex of `.*` runs can take exponential time)."""
+    p = t = 0
+    star = -1  # position in pattern after the last `*` seen
+    mark = 0  # position in text that `*` matched up to
+    while t < len(text):
+        if p < len(pattern) and pattern[p] == "*":
+            star, mark = p + 1, t
+            p += 1
+        elif p < len(pattern) and pattern[p] == text[t]:
+            p += 1
+            t += 1
+        elif star >= 0:
+            mark += 1
+            t, p = mark, star
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
 
 
 def model_allowed(patterns: Iterable[str] | None, provider: str, model: str) -> bool:
@@ -29,4 +48,4 @@ def model_allowed(patterns: Iterable[str] | None, provider: str, model: str) -> 
     if patterns is None:
         return True
     ref = f"{provider}/{model}"
-    return any(_compiled(p).fullmatch(ref) is not None for p in patterns)
+    return any(glob_match(p, ref) for p in patterns)

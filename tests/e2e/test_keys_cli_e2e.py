@@ -48,3 +48,9 @@ def test_rotate_admin_while_the_gateway_serves(
             "/v1/audit_log?action=key.created", headers={"Authorization": f"Bearer {new_key}"}
         ).json()["data"]
         assert audit[0]["target_id"] == keys[0]["id"] and audit[0]["key_kind"] == "system"
+        # Over the network the audit log records the client's address.
+        headers = {"Authorization": f"Bearer {new_key}"}
+        r = http.post("/v1/customers", json={"external_id": "ip-1", "name": "Ip"}, headers=headers)
+        assert r.status_code == 201
+        entry = http.get("/v1/audit_log?customer_id=ip-1", headers=headers).json()["data"][0]
+        assert entry["ip"] == "127.0.0.1" and entry["request_id"] == r.headers["FC-Request-Id"]

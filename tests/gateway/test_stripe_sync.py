@@ -488,6 +488,9 @@ async def test_outcome_unknown_after_the_dedupe_window_waits_for_the_operator(
         f"/v1/stripe/batches/{batch_id}/resolve", json={"outcome": "pushed"}, headers=admin()
     )
     assert r.status_code == 200 and r.json()["state"] == "pushed"
+    audit = await app.get("/v1/audit_log?action=stripe.batch_resolved", headers=admin())
+    entry = audit.json()["data"][0]
+    assert entry["target_id"] == batch_id and entry["changes"]["outcome"] == [None, "pushed"]
     third = await sync(app)
     assert third["status"] == "succeeded" and third["failures"] == []
     assert len(fake.events) == 1
