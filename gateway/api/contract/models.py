@@ -388,7 +388,9 @@ class RequestList(Struct, kw_only=True):
 KeyKind = Literal["app", "read", "billing", "admin"]
 
 
-class ApiKey(Struct, kw_only=True):
+class _ApiKeyFields(Struct, kw_only=True):
+    """What every answer about a key holds (never the key itself, except at creation)."""
+
     id: str
     object: Literal["api_key"]
     name: str
@@ -400,21 +402,13 @@ class ApiKey(Struct, kw_only=True):
     revoked_at: Rfc3339 | None
     last_used_at: Rfc3339 | None
     expires_at: Rfc3339 | None
+
+
+class ApiKey(_ApiKeyFields, kw_only=True):
     deleted: bool | None = None
 
 
-class ApiKeyCreated(Struct, kw_only=True):
-    id: str
-    object: Literal["api_key"]
-    name: str
-    prefix: str
-    kind: KeyKind
-    limits: RateLimits
-    created: Unix
-    created_at: Rfc3339
-    revoked_at: Rfc3339 | None
-    last_used_at: Rfc3339 | None
-    expires_at: Rfc3339 | None
+class ApiKeyCreated(_ApiKeyFields, kw_only=True):
     key: Annotated[str, Meta(description="The key itself; shown only in this answer")]
 
 
